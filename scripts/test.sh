@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what it needs (as root, on Debian), builds the module
+# once in release mode, then runs every test against that build through real libpam, real
+# hosts (saslauthd, Apache) and a private MariaDB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(libpam0g-dev libssl-dev pkg-config pamtester libpam-wrapper sasl2-bin apache2
+          libapache2-mod-authnz-pam mariadb-server binutils curl)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "missing packages (run as root to install them): ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+echo "== build (release, shared by every test stage)"
+cargo build --release --lib
+export PAM_MAILAUTH_SO="$PWD/target/release/libpam_mailauth.so"
+
+echo "== lint"
+cargo fmt --all -- --check
+cargo clippy --release --all-targets -- -D warnings
+
+echo "== tests"
+cargo test --release -- --test-threads="${TEST_THREADS:-4}"

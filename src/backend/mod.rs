@@ -1,0 +1,50 @@
+//! The backends: one file each, holding that mail system's whole protocol.
+
+use crate::options::{BackendKind, Options};
+use crate::secret::Secret;
+use crate::verdict::Verdict;
+
+pub mod axigen;
+pub mod james;
+pub mod kopano;
+pub mod mailstore;
+pub mod scim;
+
+/// What every backend answers. Implementations never choose PAM codes; they say what the
+/// mail system said (see `Verdict`).
+pub trait Backend {
+    /// Checks a (non-empty) password for an already-mapped user name.
+    fn verify(&self, user: &str, password: &Secret) -> Answer;
+
+    /// Checks the account without a password; `None` when this backend cannot.
+    fn account(&self, _user: &str) -> Option<Answer> {
+        None
+    }
+}
+
+/// A verdict and, for the log line, which endpoint gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub verdict: Verdict,
+    pub endpoint: Option<String>,
+}
+
+impl From<Verdict> for Answer {
+    fn from(verdict: Verdict) -> Self {
+        Answer {
+            verdict,
+            endpoint: None,
+        }
+    }
+}
+
+/// The backend a module line asked for.
+pub fn for_options(opts: &Options) -> Box<dyn Backend + '_> {
+    match opts.backend {
+        BackendKind::Mailstore => Box::new(mailstore::Mailstore::new(opts)),
+        BackendKind::Axigen => Box::new(axigen::Axigen::new(opts)),
+        BackendKind::Kopano => Box::new(kopano::Kopano::new(opts)),
+        BackendKind::James => Box::new(james::James::new(opts)),
+        BackendKind::Scim => Box::new(scim::Scim::new(opts)),
+    }
+}

@@ -1,0 +1,273 @@
+//! The HTTP layer every HTTP backend shares: one kept-alive client per configuration and
+//! process, timeouts, verified TLS, no redirects, capped bodies, and ordered failover.
+
+use crate::backend::Answer;
+use crate::options::Options;
+use crate::verdict::Verdict;
+use once_cell::sync::Lazy;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Every auth answer and a WebMail login page fit in this; more is a broken or hostile server.
+pub const AUTH_BODY_CAP: u64 = 64 * 1024;
+
+/// What decides how a client is built: configurations that agree here share one client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub cafile: Option<PathBuf>,
+}
+
+impl ClientKey {
+    pub fn of(opts: &Options) -> Self {
+        ClientKey {
+            timeout: opts.timeout,
+            connect_timeout: opts.connect_timeout,
+            cafile: opts.cafile.clone(),
+        }
+    }
+}
+
+struct Pooled {
+    pid: u32,
+    client: Client,
+}
+
+/// Clients live for the life of the host process (the module is linked nodelete), so TLS
+/// set-up and connection pools are paid once, not per authentication.
+static CLIENTS: Lazy<Mutex<HashMap<ClientKey, Pooled>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+
+/// The client for this configuration in this process, built on first use.
+pub fn client(key: &ClientKey) -> Result<Client, Verdict> {
+    let pid = std::process::id();
+    let mut pool = CLIENTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(p) = pool.get(key) {
+        if p.pid == pid {
+            return Ok(p.client.clone());
+        }
+    }
+    let client = build(key)?;
+    let stale = pool.insert(
+        key.clone(),
+        Pooled {
+            pid,
+            client: client.clone(),
+        },
+    );
+    if let Some(stale) = stale {
+        if stale.pid != pid {
+            // Inherited across fork(): its runtime thread does not exist here, and dropping
+            // it would wait for that thread forever. Leak it instead.
+            std::mem::forget(stale);
+        }
+    }
+    Ok(client)
+}
+
+/// Drops the pooled client after a transport error so the next attempt starts clean.
+pub fn discard(key: &ClientKey) {
+    let mut pool = CLIENTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(p) = pool.remove(key) {
+        if p.pid != std::process::id() {
+            std::mem::forget(p);
+        }
+    }
+}
+
+fn build(key: &ClientKey) -> Result<Client, Verdict> {
+    let mut builder = Client::builder()
+        .timeout(key.timeout)
+        .connect_timeout(key.connect_timeout)
+        // Following a redirect would replay the credentials to wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
+        // Authentication traffic goes straight to the configured endpoint, whatever proxy
+        // variables the host process happens to carry.
+        .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("pam_mailauth/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &key.cafile {
+        let pem = std::fs::read(path)
+            .map_err(|e| Verdict::Misconfigured(format!("cafile {}: {e}", path.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            Verdict::Misconfigured(format!(
+                "cafile {}: not a PEM bundle: {}",
+                path.display(),
+                e.without_url()
+            ))
+        })?;
+        if certs.is_empty() {
+            return Err(Verdict::Misconfigured(format!(
+                "cafile {}: no certificate in it",
+                path.display()
+            )));
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    builder.build().map_err(|e| {
+        Verdict::Misconfigured(format!(
+            "cannot set up the HTTP client: {}",
+            e.without_url()
+        ))
+    })
+}
+
+/// One URL's outcome: a definite answer ends the search, anything else moves on.
+pub enum Attempt {
+    Answer(Verdict),
+    NextUrl(String),
+}
+
+/// Tries each URL in order until one gives a definite answer. A refusal is definite: asking
+/// the next server after a "no" would turn failover into a second guess at the password.
+pub fn failover(opts: &Options, mut attempt: impl FnMut(&Client, &str) -> Attempt) -> Answer {
+    let key = ClientKey::of(opts);
+    let mut failures = Vec::new();
+    for url in &opts.urls {
+        let client = match client(&key) {
+            Ok(c) => c,
+            Err(v) => return v.into(),
+        };
+        match attempt(&client, url) {
+            Attempt::Answer(verdict) => {
+                if !failures.is_empty() {
+                    // A definite answer after failover: keep the skipped servers' reasons.
+                    let endpoint = format!("{} (after {})", host_of(url), failures.join("; "));
+                    return Answer {
+                        verdict,
+                        endpoint: Some(endpoint),
+                    };
+                }
+                return Answer {
+                    verdict,
+                    endpoint: Some(host_of(url)),
+                };
+            }
+            Attempt::NextUrl(why) => failures.push(format!("{}: {why}", host_of(url))),
+        }
+    }
+    let summary = if failures.is_empty() {
+        "no url configured".to_string()
+    } else {
+        failures.join("; ")
+    };
+    Verdict::Unavailable(summary).into()
+}
+
+/// Words for a transport error, free of the URL (a GET login would carry the password in it).
+pub fn describe(err: &reqwest::Error, opts: &Options) -> String {
+    if err.is_timeout() {
+        format!("no answer within {:?}", opts.timeout)
+    } else if err.is_connect() {
+        let mut cause = String::new();
+        let mut source = std::error::Error::source(err);
+        while let Some(s) = source {
+            cause = s.to_string();
+            source = s.source();
+        }
+        format!("cannot connect: {cause}")
+    } else {
+        let mut text = String::from("transport error");
+        let mut source = std::error::Error::source(err);
+        while let Some(s) = source {
+            text = format!("{text}: {s}");
+            source = s.source();
+        }
+        text
+    }
+}
+
+/// Sends one request with the attempt's whole deadline (connect to last body byte). Set per
+/// request, the timeout reaches reqwest's async core, which bounds the body too; the client's
+/// own timeout would bound each read separately, so a server dripping one byte at a time
+/// could hold a login for ever.
+pub fn send(request: RequestBuilder, opts: &Options) -> Result<Response, Attempt> {
+    request.timeout(opts.timeout).send().map_err(|err| {
+        let why = describe(&err, opts);
+        if !err.is_timeout() {
+            // The failure may have poisoned pooled connections: start clean next time.
+            discard(&ClientKey::of(opts));
+        }
+        Attempt::NextUrl(why)
+    })
+}
+
+/// Reads at most `cap` bytes of body; more than that is an error, not a truncation.
+pub fn read_capped(response: Response, cap: u64, opts: &Options) -> Result<Vec<u8>, String> {
+    if let Some(len) = response.content_length() {
+        if len > cap {
+            return Err(format!(
+                "answer of {len} bytes is larger than the {cap}-byte limit"
+            ));
+        }
+    }
+    let mut body = Vec::new();
+    let mut limited = response.take(cap + 1);
+    match limited.read_to_end(&mut body) {
+        Ok(_) if body.len() as u64 > cap => Err(format!("answer larger than the {cap}-byte limit")),
+        Ok(_) => Ok(body),
+        Err(e) => {
+            let inner = e.get_ref().and_then(|r| r.downcast_ref::<reqwest::Error>());
+            Err(match inner {
+                Some(re) => describe(re, opts),
+                None if e.kind() == std::io::ErrorKind::TimedOut => {
+                    format!("no answer within {:?}", opts.timeout)
+                }
+                None => format!("reading the answer: {e}"),
+            })
+        }
+    }
+}
+
+/// The host part of a URL, for log lines (never the path or query).
+pub fn host_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => "?".into(),
+        },
+        Err(_) => "?".into(),
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value (also right for query strings).
+pub fn form_encode(value: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const FORM: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'*')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_');
+    utf8_percent_encode(value, FORM).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_encoding_escapes_every_delimiter() {
+        assert_eq!(
+            form_encode("a&b=c+d%e f'g\"h"),
+            "a%26b%3Dc%2Bd%25e%20f%27g%22h"
+        );
+        assert_eq!(form_encode("jürgen"), "j%C3%BCrgen");
+    }
+
+    #[test]
+    fn host_of_hides_path_and_query() {
+        assert_eq!(
+            host_of("https://mail.example.com:8443/x?pass=1"),
+            "mail.example.com:8443"
+        );
+    }
+}

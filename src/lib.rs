@@ -1,0 +1,144 @@
+//! pam_mailauth: a Linux-PAM module that checks passwords against mail systems' own
+//! credential stores (MailStore, Axigen, Kopano/Zarafa, Apache James, PostfixAdmin SCIM).
+//!
+//! The exported hooks are thin: convert arguments, catch any panic, call `core`. A panic that
+//! crossed `extern "C"` would abort saslauthd or an httpd child, so none may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod backend;
+pub mod core;
+pub mod http;
+pub mod options;
+pub mod pam;
+pub mod secret;
+pub mod verdict;
+
+use pam::{Host, Level, LibPam};
+use pamsm::{Pam, PamError};
+use std::ffi::{c_char, c_int, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Module arguments as Rust strings; `None` if libpam handed us something unusable.
+unsafe fn arguments(argc: c_int, argv: *const *const c_char) -> Option<Vec<String>> {
+    if argc < 0 || (argc > 0 && argv.is_null()) {
+        return None;
+    }
+    let mut args = Vec::with_capacity(argc as usize);
+    for i in 0..argc as usize {
+        let p = *argv.add(i);
+        if p.is_null() {
+            return None;
+        }
+        args.push(CStr::from_ptr(p).to_str().ok()?.to_owned());
+    }
+    Some(args)
+}
+
+/// Runs one hook: arguments in, PAM code out, and no panic ever escapes.
+unsafe fn hook(
+    pamh: &Pam,
+    argc: c_int,
+    argv: *const *const c_char,
+    body: fn(&dyn Host, &[String]) -> PamError,
+) -> c_int {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let host = LibPam(pamh);
+        match arguments(argc, argv) {
+            Some(args) => body(&host, &args),
+            None => {
+                host.log(
+                    Level::Error,
+                    "configuration error: a module argument is not valid UTF-8",
+                );
+                PamError::SERVICE_ERR
+            }
+        }
+    }));
+    match outcome {
+        Ok(code) => code as c_int,
+        Err(_) => {
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                LibPam(pamh).log(
+                    Level::Error,
+                    "internal error (a bug: please report it); answering PAM_SERVICE_ERR",
+                )
+            }));
+            PamError::SERVICE_ERR as c_int
+        }
+    }
+}
+
+/// # Safety
+/// Called by libpam with a valid handle and argument vector.
+#[no_mangle]
+pub unsafe extern "C" fn pam_sm_authenticate(
+    pamh: Pam,
+    _flags: c_int,
+    argc: c_int,
+    argv: *const *const c_char,
+) -> c_int {
+    hook(&pamh, argc, argv, core::authenticate)
+}
+
+/// # Safety
+/// Called by libpam with a valid handle and argument vector.
+#[no_mangle]
+pub unsafe extern "C" fn pam_sm_acct_mgmt(
+    pamh: Pam,
+    _flags: c_int,
+    argc: c_int,
+    argv: *const *const c_char,
+) -> c_int {
+    hook(&pamh, argc, argv, core::account)
+}
+
+/// # Safety
+/// Called by libpam with a valid handle and argument vector.
+#[no_mangle]
+pub unsafe extern "C" fn pam_sm_setcred(
+    pamh: Pam,
+    _flags: c_int,
+    argc: c_int,
+    argv: *const *const c_char,
+) -> c_int {
+    hook(&pamh, argc, argv, |host, _| core::setcred(host))
+}
+
+/// # Safety
+/// Called by libpam; this module has no sessions.
+#[no_mangle]
+pub unsafe extern "C" fn pam_sm_open_session(
+    _: Pam,
+    _: c_int,
+    _: c_int,
+    _: *const *const c_char,
+) -> c_int {
+    PamError::IGNORE as c_int
+}
+
+/// # Safety
+/// Called by libpam; this module has no sessions.
+#[no_mangle]
+pub unsafe extern "C" fn pam_sm_close_session(
+    _: Pam,
+    _: c_int,
+    _: c_int,
+    _: *const *const c_char,
+) -> c_int {
+    PamError::IGNORE as c_int
+}
+
+/// # Safety
+/// Called by libpam; passwords are changed in the mail system, not here.
+#[no_mangle]
+pub unsafe extern "C" fn pam_sm_chauthtok(
+    _: Pam,
+    _: c_int,
+    _: c_int,
+    _: *const *const c_char,
+) -> c_int {
+    PamError::IGNORE as c_int
+}

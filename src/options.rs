@@ -1,0 +1,660 @@
+//! Options: defaults, then the config file, then the module arguments, all through ONE setter
+//! into one typed value (spec.md "Options"). Everything an admin can get wrong is reported
+//! here, by key name, before any backend is contacted.
+
+use crate::secret::Secret;
+use crate::verdict::Leniency;
+use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Largest config file we read: a real one is a few hundred bytes; anything bigger is a mistake.
+pub const CONFIG_MAX_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    Mailstore,
+    Axigen,
+    Kopano,
+    James,
+    Scim,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Mailstore => "mailstore",
+            BackendKind::Axigen => "axigen",
+            BackendKind::Kopano => "kopano",
+            BackendKind::James => "james",
+            BackendKind::Scim => "scim",
+        }
+    }
+}
+
+/// Where the password comes from (pam_unix's `use_first_pass` / `try_first_pass`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PasswordSource {
+    /// Ask through the conversation, ignoring any token an earlier module obtained.
+    #[default]
+    Prompt,
+    /// Reuse an earlier module's token if there is one, else ask.
+    TryFirstPass,
+    /// Reuse an earlier module's token; never ask.
+    UseFirstPass,
+}
+
+/// User-name mapping applied before any backend sees the name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct UserMapping {
+    pub lowercase: bool,
+    pub strip_domain: bool,
+    pub domain: Option<String>,
+}
+
+impl UserMapping {
+    /// Order: strip the domain, then append the default domain, then lower-case, so that
+    /// `strip_domain domain=example.com` moves every user into one domain.
+    pub fn apply(&self, user: &str) -> String {
+        let mut name = user.to_string();
+        if self.strip_domain {
+            if let Some(at) = name.find('@') {
+                name.truncate(at);
+            }
+        }
+        if let Some(domain) = &self.domain {
+            if !name.contains('@') {
+                name.push('@');
+                name.push_str(domain);
+            }
+        }
+        if self.lowercase {
+            name = name.to_lowercase();
+        }
+        name
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AxigenApi {
+    #[default]
+    Webmail,
+    Rest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoginMethod {
+    #[default]
+    Post,
+    Get,
+}
+
+/// The whole configuration of one module line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub backend: BackendKind,
+    pub urls: Vec<String>,
+    pub config: Option<PathBuf>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub cafile: Option<PathBuf>,
+    pub password_source: PasswordSource,
+    pub mapping: UserMapping,
+    pub leniency: Leniency,
+    pub cache_ttl: Duration,
+    pub cache_size: usize,
+    pub cache_fallback: Duration,
+    pub fail_delay_ms: u64,
+    pub debug: bool,
+    pub quiet: bool,
+    // Credentials of the backend endpoint itself: secrets, config file only.
+    pub http_user: Option<String>,
+    pub http_password: Option<Secret>,
+    pub token: Option<Secret>,
+    // mailstore
+    pub account_check: bool,
+    // axigen
+    pub api: AxigenApi,
+    pub method: LoginMethod,
+    // kopano
+    pub dsn: Option<Secret>,
+    pub file: Option<PathBuf>,
+    pub features: Vec<String>,
+    pub disabled_features: Vec<String>,
+    #[cfg(feature = "fault-injection")]
+    pub inject_panic: bool,
+}
+
+/// A configuration error, worded for the admin who must fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a setting came from; secrets may only come from the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    File,
+    Argument,
+}
+
+struct Builder {
+    backend: Option<BackendKind>,
+    url_from: Option<Origin>,
+    opts: Options,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            backend: BackendKind::Mailstore,
+            urls: Vec::new(),
+            config: None,
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            cafile: None,
+            password_source: PasswordSource::Prompt,
+            mapping: UserMapping::default(),
+            leniency: Leniency::default(),
+            cache_ttl: Duration::ZERO,
+            cache_size: 1024,
+            cache_fallback: Duration::ZERO,
+            fail_delay_ms: 0,
+            debug: false,
+            quiet: false,
+            http_user: None,
+            http_password: None,
+            token: None,
+            account_check: false,
+            api: AxigenApi::Webmail,
+            method: LoginMethod::Post,
+            dsn: None,
+            file: None,
+            features: Vec::new(),
+            disabled_features: vec!["imap".into(), "pop3".into()],
+            #[cfg(feature = "fault-injection")]
+            inject_panic: false,
+        }
+    }
+}
+
+impl Options {
+    /// Parses module arguments, reading the config file they name first.
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Options, ConfigError> {
+        let mut builder = Builder {
+            backend: None,
+            url_from: None,
+            opts: Options::default(),
+        };
+        let config = args
+            .iter()
+            .filter_map(|a| a.as_ref().strip_prefix("config="))
+            .last()
+            .map(PathBuf::from);
+        if let Some(path) = &config {
+            let text = read_config_file(path)?;
+            let mut holds_secret = false;
+            for (number, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let (key, value) = match line.split_once('=') {
+                    Some((k, v)) => (k.trim(), Some(v.trim())),
+                    None => (line, None),
+                };
+                holds_secret |= is_secret(key, value.unwrap_or(""));
+                builder.set(key, value, Origin::File).map_err(|e| {
+                    ConfigError(format!("{}: line {}: {}", path.display(), number + 1, e.0))
+                })?;
+            }
+            if holds_secret {
+                check_secret_file_mode(path)?;
+            }
+            builder.opts.config = Some(path.clone());
+        }
+        for arg in args {
+            let arg = arg.as_ref();
+            if arg.starts_with("config=") {
+                continue;
+            }
+            let (key, value) = match arg.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (arg, None),
+            };
+            builder.set(key, value, Origin::Argument)?;
+        }
+        builder.finish()
+    }
+}
+
+/// Keys whose values must never sit in world-readable /etc/pam.d.
+fn is_secret(key: &str, value: &str) -> bool {
+    match key {
+        "http_password" | "token" => true,
+        "dsn" => dsn_has_password(value),
+        _ => false,
+    }
+}
+
+/// `mysql://user:pass@host/db` holds a password; `mysql://user@host/db` does not.
+pub fn dsn_has_password(dsn: &str) -> bool {
+    let rest = dsn.split_once("://").map_or(dsn, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((userinfo, _)) => userinfo.contains(':'),
+        None => false,
+    }
+}
+
+impl Builder {
+    /// The one setter for file lines and module arguments alike.
+    fn set(&mut self, key: &str, value: Option<&str>, origin: Origin) -> Result<(), ConfigError> {
+        let o = &mut self.opts;
+        if origin == Origin::Argument && is_secret(key, value.unwrap_or("")) {
+            return Err(ConfigError(format!(
+                "'{key}' is a secret and may only be set in the config file (config=), \
+                 never as a module argument: /etc/pam.d is world-readable"
+            )));
+        }
+        let need = |what: &str| -> Result<&str, ConfigError> {
+            match value {
+                Some(v) if !v.is_empty() => Ok(v),
+                _ => Err(ConfigError(format!("'{key}' needs a value: {key}={what}"))),
+            }
+        };
+        match key {
+            "backend" => {
+                self.backend = Some(match need("mailstore|axigen|kopano|james|scim")? {
+                    "mailstore" => BackendKind::Mailstore,
+                    "axigen" => BackendKind::Axigen,
+                    "kopano" => BackendKind::Kopano,
+                    "james" => BackendKind::James,
+                    "scim" => BackendKind::Scim,
+                    other => {
+                        return Err(ConfigError(format!(
+                            "backend '{other}' is not one of mailstore, axigen, kopano, james, scim"
+                        )))
+                    }
+                })
+            }
+            "url" => {
+                let url = need("https://host/path")?;
+                check_url(url)?;
+                // Module arguments replace the file's URL list rather than appending to it.
+                if self.url_from != Some(origin) {
+                    o.urls.clear();
+                    self.url_from = Some(origin);
+                }
+                o.urls.push(url.to_string());
+            }
+            "timeout" => o.timeout = seconds(key, need("SECONDS")?)?,
+            "connect_timeout" => o.connect_timeout = seconds(key, need("SECONDS")?)?,
+            "cafile" => o.cafile = Some(PathBuf::from(need("/path/to/ca.pem")?)),
+            "use_first_pass" => {
+                flag(key, value)?;
+                o.password_source = PasswordSource::UseFirstPass
+            }
+            "try_first_pass" => {
+                flag(key, value)?;
+                if o.password_source != PasswordSource::UseFirstPass {
+                    o.password_source = PasswordSource::TryFirstPass
+                }
+            }
+            "lowercase" => o.mapping.lowercase = flag(key, value)?,
+            "strip_domain" => o.mapping.strip_domain = flag(key, value)?,
+            "domain" => {
+                let d = need("example.com")?;
+                if d.contains('@') || d.contains(char::is_whitespace) {
+                    return Err(ConfigError(format!(
+                        "domain '{d}' must be a bare domain name"
+                    )));
+                }
+                o.mapping.domain = Some(d.to_string())
+            }
+            "ignore_unknown_user" => o.leniency.ignore_unknown_user = flag(key, value)?,
+            "ignore_authinfo_unavail" => o.leniency.ignore_authinfo_unavail = flag(key, value)?,
+            "cache_ttl" => {
+                o.cache_ttl = Duration::from_secs(number(key, need("SECONDS")?, 0, 86_400)?)
+            }
+            "cache_size" => o.cache_size = number(key, need("ENTRIES")?, 1, 1_000_000)? as usize,
+            "cache_fallback" => {
+                o.cache_fallback =
+                    Duration::from_secs(number(key, need("SECONDS")?, 0, 7 * 86_400)?)
+            }
+            "fail_delay" => o.fail_delay_ms = number(key, need("MILLISECONDS")?, 0, 60_000)?,
+            "debug" => o.debug = flag(key, value)?,
+            "quiet" => o.quiet = flag(key, value)?,
+            "http_user" => o.http_user = Some(need("NAME")?.to_string()),
+            "http_password" => o.http_password = Some(Secret::new(need("PASSWORD")?)),
+            "token" => o.token = Some(Secret::new(need("TOKEN")?)),
+            "account" => {
+                o.account_check = match need("check|none")? {
+                    "check" => true,
+                    "none" => false,
+                    v => {
+                        return Err(ConfigError(format!(
+                            "account '{v}' is not one of check, none"
+                        )))
+                    }
+                }
+            }
+            "api" => {
+                o.api = match need("webmail|rest")? {
+                    "webmail" => AxigenApi::Webmail,
+                    "rest" => AxigenApi::Rest,
+                    v => {
+                        return Err(ConfigError(format!(
+                            "api '{v}' is not one of webmail, rest"
+                        )))
+                    }
+                }
+            }
+            "method" => {
+                o.method = match need("post|get")? {
+                    "post" => LoginMethod::Post,
+                    "get" => LoginMethod::Get,
+                    v => return Err(ConfigError(format!("method '{v}' is not one of post, get"))),
+                }
+            }
+            "dsn" => {
+                let dsn = need("mysql://user:password@host:port/database")?;
+                if !dsn.starts_with("mysql://") {
+                    return Err(ConfigError("dsn must start with mysql://".into()));
+                }
+                o.dsn = Some(Secret::new(dsn))
+            }
+            "file" => o.file = Some(PathBuf::from(need("/path/to/hashes")?)),
+            "feature" => o.features = feature_list(key, need("imap|pop3")?)?,
+            "disabled_features" => o.disabled_features = feature_list(key, need("imap|pop3")?)?,
+            #[cfg(feature = "fault-injection")]
+            "inject_panic" => o.inject_panic = flag(key, value)?,
+            _ => return Err(ConfigError(format!("unknown option '{key}'"))),
+        }
+        Ok(())
+    }
+
+    /// Checks that the backend has what it needs and nothing contradictory.
+    fn finish(mut self) -> Result<Options, ConfigError> {
+        let backend = self.backend.ok_or_else(|| {
+            ConfigError("no backend= given (mailstore, axigen, kopano, james or scim)".into())
+        })?;
+        let o = &mut self.opts;
+        o.backend = backend;
+        let name = backend.name();
+        if o.http_password.is_some() != o.http_user.is_some() {
+            return Err(ConfigError(
+                "http_user and http_password go together".into(),
+            ));
+        }
+        if let Some(ca) = &o.cafile {
+            if !ca.is_file() {
+                return Err(ConfigError(format!(
+                    "cafile {} is not a readable file",
+                    ca.display()
+                )));
+            }
+        }
+        match backend {
+            BackendKind::Kopano => {
+                let sources = [!o.urls.is_empty(), o.dsn.is_some(), o.file.is_some()];
+                if sources.iter().filter(|s| **s).count() != 1 {
+                    return Err(ConfigError(
+                        "backend=kopano needs exactly one of dsn=, file= or url=".into(),
+                    ));
+                }
+            }
+            _ => {
+                if o.urls.is_empty() {
+                    return Err(ConfigError(format!("backend={name} needs url=")));
+                }
+                if o.dsn.is_some() || o.file.is_some() {
+                    return Err(ConfigError(format!(
+                        "dsn= and file= are for backend=kopano, not {name}"
+                    )));
+                }
+            }
+        }
+        if backend == BackendKind::James && o.token.is_none() {
+            return Err(ConfigError(
+                "backend=james needs token= (in the config file)".into(),
+            ));
+        }
+        if backend == BackendKind::Scim && o.token.is_none() && o.http_user.is_none() {
+            return Err(ConfigError(
+                "backend=scim needs token= or http_user=/http_password= (in the config file)"
+                    .into(),
+            ));
+        }
+        Ok(self.opts)
+    }
+}
+
+fn flag(key: &str, value: Option<&str>) -> Result<bool, ConfigError> {
+    match value {
+        None => Ok(true),
+        Some("yes" | "true" | "1" | "on") => Ok(true),
+        Some("no" | "false" | "0" | "off") => Ok(false),
+        Some(v) => Err(ConfigError(format!(
+            "'{key}' is a switch: write '{key}' or '{key}=no', not '{v}'"
+        ))),
+    }
+}
+
+fn number(key: &str, value: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    match value.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ConfigError(format!(
+            "'{key}={value}' must be a whole number from {min} to {max}"
+        ))),
+    }
+}
+
+/// Seconds, fractions allowed (`timeout=2.5`), clamped to what a PAM host can wait.
+fn seconds(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    match value.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 300.0 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(ConfigError(format!(
+            "'{key}={value}' must be a number of seconds above 0 and at most 300"
+        ))),
+    }
+}
+
+fn feature_list(key: &str, value: &str) -> Result<Vec<String>, ConfigError> {
+    const KNOWN: [&str; 5] = ["imap", "pop3", "mobile", "outlook", "webapp"];
+    let mut out = Vec::new();
+    for f in value.split(['|', ',', ' ']).filter(|f| !f.is_empty()) {
+        let f = f.to_ascii_lowercase();
+        if !KNOWN.contains(&f.as_str()) {
+            return Err(ConfigError(format!(
+                "'{key}': unknown Kopano feature '{f}' (known: {})",
+                KNOWN.join(", ")
+            )));
+        }
+        out.push(f);
+    }
+    Ok(out)
+}
+
+fn check_url(url: &str) -> Result<(), ConfigError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ConfigError(format!("url '{url}' is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ConfigError(format!(
+            "url '{url}' must be http:// or https://"
+        )));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ConfigError(
+            "url= must not carry credentials; put http_user/http_password in the config file"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the config file with the checks pam-u2f and pam_faillock make: no symlink, a regular
+/// file, owned by root, not writable by group or other, size-capped.
+fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    let shown = path.display();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                ConfigError(format!(
+                    "config file {shown} is a symbolic link; point config= at the real file"
+                ))
+            } else {
+                ConfigError(format!("config file {shown} cannot be opened: {e}"))
+            }
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ConfigError(format!("config file {shown}: {e}")))?;
+    if !meta.file_type().is_file() {
+        return Err(ConfigError(format!(
+            "config file {shown} is not a regular file"
+        )));
+    }
+    if meta.uid() != 0 {
+        return Err(ConfigError(format!(
+            "config file {shown} must be owned by root (chown root {shown})"
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(ConfigError(format!(
+            "config file {shown} is writable by group or other (chmod go-w {shown})"
+        )));
+    }
+    if meta.len() > CONFIG_MAX_BYTES {
+        return Err(ConfigError(format!(
+            "config file {shown} is larger than {CONFIG_MAX_BYTES} bytes"
+        )));
+    }
+    let mut text = String::new();
+    file.take(CONFIG_MAX_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| {
+            ConfigError(format!(
+                "config file {shown} is not readable UTF-8 text: {e}"
+            ))
+        })?;
+    Ok(text)
+}
+
+fn check_secret_file_mode(path: &Path) -> Result<(), ConfigError> {
+    let shown = path.display();
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| ConfigError(format!("config file {shown}: {e}")))?;
+    if meta.mode() & 0o004 != 0 {
+        return Err(ConfigError(format!(
+            "config file {shown} holds a secret but is readable by everyone (chmod o-r {shown}; \
+             group-readable is fine, e.g. chgrp www-data for Apache)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, ConfigError> {
+        Options::parse(args)
+    }
+
+    #[test]
+    fn minimal_mailstore_line() {
+        let o = parse(&["backend=mailstore", "url=https://a.example/x"]).unwrap();
+        assert_eq!(o.backend, BackendKind::Mailstore);
+        assert_eq!(o.timeout, Duration::from_secs(10));
+        assert_eq!(o.connect_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse(&["backend=mailstore", "url=http://a/", "colour=blue"]).unwrap_err();
+        assert!(e.0.contains("'colour'"), "{e}");
+    }
+
+    #[test]
+    fn secrets_refused_as_arguments() {
+        let e = parse(&["backend=mailstore", "url=http://a/", "http_password=x"]).unwrap_err();
+        assert!(e.0.contains("config file"), "{e}");
+        assert!(
+            !e.0.contains("=x"),
+            "the secret itself must not be echoed: {e}"
+        );
+        assert!(parse(&["backend=kopano", "dsn=mysql://u:p@h/db"]).is_err());
+        assert!(parse(&["backend=kopano", "dsn=mysql://u@h/db"]).is_ok());
+    }
+
+    #[test]
+    fn malformed_values() {
+        for bad in [
+            "timeout=0",
+            "timeout=abc",
+            "cache_size=0",
+            "debug=maybe",
+            "url=ftp://x/",
+            "url=http://u:p@h/",
+        ] {
+            assert!(
+                parse(&["backend=mailstore", "url=http://a/", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn kopano_needs_exactly_one_source() {
+        assert!(parse(&["backend=kopano"]).is_err());
+        assert!(parse(&["backend=kopano", "file=/x", "url=http://a/"]).is_err());
+        assert!(parse(&["backend=kopano", "url=http://localhost:236/"]).is_ok());
+    }
+
+    #[test]
+    fn mapping_order() {
+        let m = UserMapping {
+            lowercase: true,
+            strip_domain: true,
+            domain: Some("Example.COM".into()),
+        };
+        assert_eq!(m.apply("John@Other.org"), "john@example.com");
+        let m = UserMapping {
+            domain: Some("example.com".into()),
+            ..Default::default()
+        };
+        assert_eq!(m.apply("a@b"), "a@b");
+        assert_eq!(m.apply("a"), "a@example.com");
+    }
+
+    #[test]
+    fn dsn_password_detection() {
+        assert!(dsn_has_password("mysql://kopano:s3cret@db:3306/kopano"));
+        assert!(!dsn_has_password(
+            "mysql://kopano@db/kopano?socket=/run/mysqld/mysqld.sock"
+        ));
+        assert!(!dsn_has_password("mysql://db/kopano"));
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let o = Options {
+            http_password: Some(Secret::new("pw-xyz")),
+            token: Some(Secret::new("tok-xyz")),
+            dsn: Some(Secret::new("mysql://u:dsn-xyz@h/db")),
+            ..Options::default()
+        };
+        let shown = format!("{o:?}");
+        assert!(!shown.contains("xyz"), "{shown}");
+    }
+}

@@ -1,0 +1,205 @@
+//! The PAM handle, behind a small trait so the flows in `core` read as PAM semantics and
+//! can be driven by a fake handle in unit tests. `LibPam` is the real one.
+
+use crate::secret::Secret;
+use pamsm::{LogLvl, Pam, PamError, PamLibExt};
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
+use std::ptr;
+
+/// The data key under which auth tells account/setcred who it authenticated.
+const AUTHENTICATED_KEY: &str = "pam_mailauth.authenticated";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warning,
+    Notice,
+    Info,
+    Debug,
+}
+
+pub trait Host {
+    /// The service name (`smtp`, `webmail`, ...).
+    fn service(&self) -> String;
+    /// The user name, asking the application for it if it set none.
+    fn user(&self) -> Result<String, PamError>;
+    fn rhost(&self) -> Option<String>;
+    /// The token an earlier module in the stack obtained, if any.
+    fn stacked_password(&self) -> Option<Secret>;
+    /// Asks through the conversation (echo off) and stores the answer as PAM_AUTHTOK, so
+    /// modules below can `use_first_pass` it.
+    fn prompt_password(&self) -> Result<Secret, PamError>;
+    /// Records, for account and setcred in this handle, that this user was authenticated here.
+    fn remember_authenticated(&self, user: &str);
+    fn authenticated_user(&self) -> Option<String>;
+    fn log(&self, level: Level, message: &str);
+    /// Asks libpam to delay a failed authentication by at least this long.
+    fn fail_delay(&self, micros: u32);
+}
+
+pub struct LibPam<'a>(pub &'a Pam);
+
+#[repr(C)]
+struct PamMessage {
+    msg_style: c_int,
+    msg: *const c_char,
+}
+
+#[repr(C)]
+struct PamResponse {
+    resp: *mut c_char,
+    resp_retcode: c_int,
+}
+
+type ConvFn =
+    extern "C" fn(c_int, *mut *const PamMessage, *mut *mut PamResponse, *mut c_void) -> c_int;
+
+#[repr(C)]
+struct PamConv {
+    conv: Option<ConvFn>,
+    appdata_ptr: *mut c_void,
+}
+
+const PAM_PROMPT_ECHO_OFF: c_int = 1;
+const PAM_CONV: c_int = 5;
+const PAM_AUTHTOK: c_int = 6;
+
+#[link(name = "pam")]
+extern "C" {
+    fn pam_get_item(pamh: *const c_void, item_type: c_int, item: *mut *const c_void) -> c_int;
+    fn pam_set_item(pamh: *const c_void, item_type: c_int, item: *const c_void) -> c_int;
+    fn pam_fail_delay(pamh: *const c_void, usec: c_uint) -> c_int;
+}
+
+impl LibPam<'_> {
+    fn raw(&self) -> *const c_void {
+        // SAFETY: pamsm::Pam is #[repr(transparent)] over the pam_handle_t pointer.
+        unsafe { *(self.0 as *const Pam as *const *const c_void) }
+    }
+}
+
+fn owned(s: Result<Option<&CStr>, PamError>) -> Option<String> {
+    s.ok().flatten().map(|c| c.to_string_lossy().into_owned())
+}
+
+/// Wipes and frees a C string the application's conversation allocated.
+unsafe fn wipe_and_free(p: *mut c_char) {
+    if p.is_null() {
+        return;
+    }
+    let len = libc::strlen(p);
+    for i in 0..len {
+        ptr::write_volatile(p.add(i), 0);
+    }
+    libc::free(p as *mut c_void);
+}
+
+impl Host for LibPam<'_> {
+    fn service(&self) -> String {
+        owned(self.0.get_service()).unwrap_or_else(|| "?".into())
+    }
+
+    fn user(&self) -> Result<String, PamError> {
+        match self.0.get_user(None)? {
+            Some(u) => u
+                .to_str()
+                .map(str::to_owned)
+                .map_err(|_| PamError::USER_UNKNOWN),
+            None => Err(PamError::USER_UNKNOWN),
+        }
+    }
+
+    fn rhost(&self) -> Option<String> {
+        owned(self.0.get_rhost())
+    }
+
+    fn stacked_password(&self) -> Option<Secret> {
+        match self.0.get_cached_authtok() {
+            Ok(Some(c)) => Some(Secret::new(
+                String::from_utf8_lossy(c.to_bytes()).into_owned(),
+            )),
+            _ => None,
+        }
+    }
+
+    fn prompt_password(&self) -> Result<Secret, PamError> {
+        let mut conv_ptr: *const c_void = ptr::null();
+        // SAFETY: documented libpam call; the item is owned by libpam and outlives this call.
+        let rc = unsafe { pam_get_item(self.raw(), PAM_CONV, &mut conv_ptr) };
+        if rc != 0 || conv_ptr.is_null() {
+            return Err(PamError::CONV_ERR);
+        }
+        let conv = unsafe { &*(conv_ptr as *const PamConv) };
+        let conv_fn = conv.conv.ok_or(PamError::CONV_ERR)?;
+        let prompt = c"Password: ";
+        let message = PamMessage {
+            msg_style: PAM_PROMPT_ECHO_OFF,
+            msg: prompt.as_ptr(),
+        };
+        let mut message_ptr: *const PamMessage = &message;
+        let mut responses: *mut PamResponse = ptr::null_mut();
+        let rc = conv_fn(1, &mut message_ptr, &mut responses, conv.appdata_ptr);
+        if responses.is_null() {
+            return Err(PamError::CONV_ERR);
+        }
+        // SAFETY: on return the application owns nothing; we copy, wipe and free its reply.
+        let answer = unsafe {
+            let reply = (*responses).resp;
+            let copy = if reply.is_null() {
+                None
+            } else {
+                Some(CStr::from_ptr(reply).to_bytes().to_vec())
+            };
+            wipe_and_free(reply);
+            libc::free(responses as *mut c_void);
+            copy
+        };
+        if rc != 0 {
+            return Err(PamError::CONV_ERR);
+        }
+        let bytes = answer.ok_or(PamError::CONV_ERR)?;
+        let password = Secret::new(String::from_utf8_lossy(&bytes).into_owned());
+        let mut bytes = bytes;
+        zeroize::Zeroize::zeroize(&mut bytes);
+        if let Ok(c) = CString::new(password.expose()) {
+            // libpam copies the item; wipe our C copy after.
+            unsafe { pam_set_item(self.raw(), PAM_AUTHTOK, c.as_ptr() as *const c_void) };
+            let mut raw = c.into_bytes();
+            zeroize::Zeroize::zeroize(&mut raw);
+        }
+        Ok(password)
+    }
+
+    fn remember_authenticated(&self, user: &str) {
+        let _ = self
+            .0
+            .send_bytes(AUTHENTICATED_KEY, user.as_bytes().to_vec(), None);
+    }
+
+    fn authenticated_user(&self) -> Option<String> {
+        self.0
+            .retrieve_bytes(AUTHENTICATED_KEY)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        let lvl = match level {
+            Level::Error => LogLvl::ERR,
+            Level::Warning => LogLvl::WARNING,
+            Level::Notice => LogLvl::NOTICE,
+            Level::Info => LogLvl::INFO,
+            Level::Debug => LogLvl::DEBUG,
+        };
+        // Control characters from user names or server answers must not forge log lines.
+        let clean: String = message
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        let _ = self.0.syslog(lvl, &clean);
+    }
+
+    fn fail_delay(&self, micros: u32) {
+        unsafe { pam_fail_delay(self.raw(), micros) };
+    }
+}

@@ -1,0 +1,120 @@
+//! What a backend concluded, and the ONE place that turns it into a PAM return code
+//! (the table in spec.md, "Return codes").
+
+use pamsm::PamError;
+
+/// The answer to "is this password / account good?". Every backend and every shared layer
+/// speaks only this; nothing else in the module chooses PAM codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Right password, or account fine.
+    Accepted,
+    /// Wrong password (or a backend that cannot tell wrong password from unknown user).
+    Refused,
+    /// The backend says the user does not exist.
+    UnknownUser,
+    /// The account exists but may not log in: disabled, not active, feature not enabled.
+    Disabled(String),
+    /// No definite answer: unreachable, timeout, 5xx, garbage, our own credentials rejected.
+    Unavailable(String),
+    /// The configuration cannot work; the text tells the admin what to fix.
+    Misconfigured(String),
+}
+
+/// Which PAM phase is asking: the same verdict maps differently in each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Auth,
+    Account,
+}
+
+/// Stacking switches that turn some failures into PAM_IGNORE.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Leniency {
+    pub ignore_unknown_user: bool,
+    pub ignore_authinfo_unavail: bool,
+}
+
+impl Verdict {
+    pub fn pam_code(&self, phase: Phase, leniency: Leniency) -> PamError {
+        match (self, phase) {
+            (Verdict::Accepted, _) => PamError::SUCCESS,
+            (Verdict::Refused, _) => PamError::AUTH_ERR,
+            (Verdict::UnknownUser, Phase::Auth) if leniency.ignore_unknown_user => PamError::IGNORE,
+            (Verdict::UnknownUser, _) => PamError::USER_UNKNOWN,
+            (Verdict::Disabled(_), Phase::Auth) => PamError::AUTH_ERR,
+            (Verdict::Disabled(_), Phase::Account) => PamError::PERM_DENIED,
+            (Verdict::Unavailable(_), _) if leniency.ignore_authinfo_unavail => PamError::IGNORE,
+            (Verdict::Unavailable(_), _) => PamError::AUTHINFO_UNAVAIL,
+            (Verdict::Misconfigured(_), _) => PamError::SERVICE_ERR,
+        }
+    }
+
+    /// A short word for the log line.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Verdict::Accepted => "accepted",
+            Verdict::Refused => "refused",
+            Verdict::UnknownUser => "unknown user",
+            Verdict::Disabled(_) => "account disabled",
+            Verdict::Unavailable(_) => "backend unavailable",
+            Verdict::Misconfigured(_) => "configuration error",
+        }
+    }
+
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Verdict::Disabled(d) | Verdict::Unavailable(d) | Verdict::Misconfigured(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_matches_the_spec() {
+        let strict = Leniency::default();
+        let lenient = Leniency {
+            ignore_unknown_user: true,
+            ignore_authinfo_unavail: true,
+        };
+        use Phase::*;
+        assert_eq!(Verdict::Accepted.pam_code(Auth, strict), PamError::SUCCESS);
+        assert_eq!(Verdict::Refused.pam_code(Auth, lenient), PamError::AUTH_ERR);
+        assert_eq!(
+            Verdict::UnknownUser.pam_code(Auth, strict),
+            PamError::USER_UNKNOWN
+        );
+        assert_eq!(
+            Verdict::UnknownUser.pam_code(Auth, lenient),
+            PamError::IGNORE
+        );
+        assert_eq!(
+            Verdict::UnknownUser.pam_code(Account, lenient),
+            PamError::USER_UNKNOWN
+        );
+        assert_eq!(
+            Verdict::Disabled("x".into()).pam_code(Auth, strict),
+            PamError::AUTH_ERR
+        );
+        assert_eq!(
+            Verdict::Disabled("x".into()).pam_code(Account, strict),
+            PamError::PERM_DENIED
+        );
+        assert_eq!(
+            Verdict::Unavailable("x".into()).pam_code(Auth, strict),
+            PamError::AUTHINFO_UNAVAIL
+        );
+        assert_eq!(
+            Verdict::Unavailable("x".into()).pam_code(Account, lenient),
+            PamError::IGNORE
+        );
+        assert_eq!(
+            Verdict::Misconfigured("x".into()).pam_code(Auth, lenient),
+            PamError::SERVICE_ERR
+        );
+    }
+}

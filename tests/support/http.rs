@@ -1,0 +1,273 @@
+//! A small HTTP/1.1 server for tests: answers through a handler, records every request, and
+//! can misbehave on purpose (hang, drip, huge bodies, garbage) to test failure paths.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    /// The form fields of an `application/x-www-form-urlencoded` body.
+    pub fn form(&self) -> HashMap<String, String> {
+        decode_form(&String::from_utf8_lossy(&self.body))
+    }
+
+    pub fn query(&self) -> HashMap<String, String> {
+        self.target
+            .split_once('?')
+            .map(|(_, q)| decode_form(q))
+            .unwrap_or_default()
+    }
+
+    /// `(user, password)` of a Basic Authorization header.
+    pub fn basic_auth(&self) -> Option<(String, String)> {
+        use base64::Engine;
+        let v = self.header("authorization")?.strip_prefix("Basic ")?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .ok()?;
+        let s = String::from_utf8(raw).ok()?;
+        let (u, p) = s.split_once(':')?;
+        Some((u.to_string(), p.to_string()))
+    }
+}
+
+pub fn decode_form(s: &str) -> HashMap<String, String> {
+    s.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (unescape(k), unescape(v))
+        })
+        .collect()
+}
+
+fn unescape(s: &str) -> String {
+    let s = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+pub enum Reply {
+    Http {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Accept, read the request, never answer.
+    Hang,
+    /// Headers at once, then the body one byte per `interval`.
+    Drip { body: Vec<u8>, interval: Duration },
+    /// A 200 whose body is this many bytes.
+    Huge(usize),
+    /// These raw bytes instead of an HTTP answer, then close.
+    Raw(Vec<u8>),
+}
+
+impl Reply {
+    pub fn status(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply::Http {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Reply {
+        if let Reply::Http { headers, .. } = &mut self {
+            headers.push((name.into(), value.into()));
+        }
+        self
+    }
+}
+
+type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
+
+pub struct Server {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (r, s) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (r, s, h) = (r.clone(), s.clone(), handler.clone());
+                std::thread::spawn(move || serve(conn, &r, &s, &*h));
+            }
+        });
+        Server {
+            addr,
+            requests,
+            stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// A URL on which nothing listens: connection refused.
+pub fn refused_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}/")
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let len = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+fn serve(conn: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, handler: &Handler) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut writer = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    while let Some(req) = read_request(&mut reader) {
+        requests.lock().unwrap().push(req.clone());
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        match handler(&req) {
+            Reply::Http {
+                status,
+                headers,
+                body,
+            } => {
+                let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                if writer
+                    .write_all(head.as_bytes())
+                    .and_then(|_| writer.write_all(&body))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Reply::Hang => {
+                let until = Instant::now() + Duration::from_secs(60);
+                while !stop.load(Ordering::SeqCst) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                return;
+            }
+            Reply::Drip { body, interval } => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = writer.write_all(head.as_bytes());
+                for b in body {
+                    if stop.load(Ordering::SeqCst) || writer.write_all(&[b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(interval);
+                }
+                return;
+            }
+            Reply::Huge(size) => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/json\r\nContent-Length: {size}\r\n\r\n"
+                );
+                let _ = writer.write_all(head.as_bytes());
+                let chunk = vec![b' '; 64 * 1024];
+                let mut sent = 0;
+                while sent < size {
+                    let n = chunk.len().min(size - sent);
+                    if writer.write_all(&chunk[..n]).is_err() {
+                        return;
+                    }
+                    sent += n;
+                }
+                return;
+            }
+            Reply::Raw(bytes) => {
+                let _ = writer.write_all(&bytes);
+                return;
+            }
+        }
+    }
+}
