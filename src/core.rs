@@ -53,6 +53,18 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
         return PamError::AUTH_ERR;
     }
     let mapped = opts.mapping.apply(&user);
+    if opts.debug {
+        host.log(
+            Level::Debug,
+            &format!(
+                "auth: asking backend={} for user '{mapped}' (password: {:?}, {} url(s), timeout {:?})",
+                opts.backend.name(),
+                opts.password_source,
+                opts.urls.len(),
+                opts.timeout
+            ),
+        );
+    }
     let started = Instant::now();
     let answer = backend::for_options(&opts).verify(&mapped, &password);
     drop(password);
