@@ -29,16 +29,32 @@ fn main() {
         server.url("/mailstore-integration/index.php")
     );
     let service = Service::new(&stack);
-    println!("PAM service file ({}):", service.dir.path().join(&service.name).display());
-    for line in std::fs::read_to_string(service.dir.path().join(&service.name)).unwrap_or_default().lines() {
+    println!(
+        "PAM service file ({}):",
+        service.dir.path().join(&service.name).display()
+    );
+    for line in std::fs::read_to_string(service.dir.path().join(&service.name))
+        .unwrap_or_default()
+        .lines()
+    {
         println!("    {line}");
     }
     println!();
     let mut failures = 0;
-    for (password, expected) in [("correct horse", PAM_SUCCESS), ("battery staple", PAM_AUTH_ERR)] {
+    for (password, expected) in [
+        ("correct horse", PAM_SUCCESS),
+        ("battery staple", PAM_AUTH_ERR),
+    ] {
         let (auth, account) = service.login("john.doe@example.test", password);
-        let verdict = if auth == PAM_SUCCESS { "ACCEPTED" } else { "REFUSED" };
-        print!("login john.doe@example.test / {password:?}: pam_authenticate = {}", describe(auth));
+        let verdict = if auth == PAM_SUCCESS {
+            "ACCEPTED"
+        } else {
+            "REFUSED"
+        };
+        print!(
+            "login john.doe@example.test / {password:?}: pam_authenticate = {}",
+            describe(auth)
+        );
         if let Some(a) = account {
             print!(", pam_acct_mgmt = {}", describe(a));
         }
@@ -47,7 +63,10 @@ fn main() {
             failures += 1;
         }
     }
-    println!("\nthe endpoint received {} request(s), each a form POST with the password in the body", server.count());
+    println!(
+        "\nthe endpoint received {} request(s), each a form POST with the password in the body",
+        server.count()
+    );
     if failures > 0 {
         eprintln!("unexpected result");
         std::process::exit(1);
