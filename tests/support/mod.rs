@@ -7,3 +7,5 @@ pub mod mailstore;
 pub mod pam;
 
 pub use self::pam::*;
+pub mod james;
+pub mod scim;
