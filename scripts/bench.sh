@@ -5,7 +5,8 @@
 # {"succeeded": true}, a private MariaDB holding Kopano's tables, and saslauthd (4 workers,
 # under pam_wrapper); then runs examples/bench.rs, which prints one table with the ratios and
 # PASS/MISS per target. Everything it started is stopped when it exits.
-# Knobs: BENCH_ROUNDS (default 5), BENCH_N (operations per round, default 400),
+# Knobs: BENCH_ROUNDS (default 9), BENCH_N (operations per round, default 300), BENCH_ONLY
+#        (comma-separated case ids, e.g. a,c,d),
 #        BENCH_SASL_SECONDS (per saslauthd case, default 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -147,7 +148,7 @@ PGIDS+=($!)
 wait_for "test -S $WORK/sasl/run/mux" saslauthd
 
 echo "== machine: $(nproc) cores; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== command: scripts/bench.sh (BENCH_ROUNDS=${BENCH_ROUNDS:-5} BENCH_N=${BENCH_N:-400} BENCH_SASL_SECONDS=${BENCH_SASL_SECONDS:-5})"
+echo "== command: scripts/bench.sh (BENCH_ROUNDS=${BENCH_ROUNDS:-9} BENCH_N=${BENCH_N:-300} BENCH_SASL_SECONDS=${BENCH_SASL_SECONDS:-5})"
 BENCH_URL="$URL" BENCH_EXEC_SCRIPT="$WORK/check.sh" \
 BENCH_MYSQL_PORT="$DB_PORT" BENCH_MYSQL_PASSWORD="$DB_PASSWORD" \
 BENCH_SASL_MUX="$WORK/sasl/run/mux" \

@@ -386,6 +386,80 @@ pub fn config_digest(key: &[u8; 32], opts: &Options) -> Mac {
     hmac(key, &parts)
 }
 
+/// What identifies one version of a config file: any write, chmod, chown or replacement
+/// changes at least one of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    mode: u32,
+    uid: u32,
+}
+
+impl Fingerprint {
+    fn of(meta: &std::fs::Metadata) -> Fingerprint {
+        use std::os::unix::fs::MetadataExt;
+        Fingerprint {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            mode: meta.mode(),
+            uid: meta.uid(),
+        }
+    }
+}
+
+/// The texts of config files read in this process (they may hold secrets: wiped on drop).
+static CONFIG_TEXTS: Lazy<Mutex<HashMap<std::path::PathBuf, (Fingerprint, Secret)>>> =
+    Lazy::new(|| Mutex::new(HashMap::new()));
+
+/// A file changed this recently may change again within the same timestamp tick without its
+/// fingerprint changing (git's "racily clean" problem): such a read is not remembered.
+const CONFIG_SETTLE: Duration = Duration::from_secs(2);
+
+/// The text read earlier from this path, if the file (as `lstat` sees it now) is unchanged.
+/// The caller has already checked `meta` (owner, mode, type, size).
+pub fn config_text(path: &std::path::Path, meta: &std::fs::Metadata) -> Option<String> {
+    let texts = lock_briefly(&CONFIG_TEXTS)?;
+    let (fingerprint, text) = texts.get(path)?;
+    (*fingerprint == Fingerprint::of(meta)).then(|| text.expose().to_string())
+}
+
+/// Remembers a config file's text, read through a descriptor whose `fstat` gave `meta`.
+pub fn remember_config_text(path: &std::path::Path, meta: &std::fs::Metadata, text: &str) {
+    let settled = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age >= CONFIG_SETTLE);
+    let ctime_settled = {
+        use std::os::unix::fs::MetadataExt;
+        let ctime = std::time::UNIX_EPOCH + Duration::new(meta.ctime().max(0) as u64, 0);
+        ctime
+            .elapsed()
+            .is_ok_and(|age| age >= CONFIG_SETTLE + Duration::from_secs(1))
+    };
+    let Some(mut texts) = lock_briefly(&CONFIG_TEXTS) else {
+        return;
+    };
+    if !(settled && ctime_settled) {
+        texts.remove(path);
+        return;
+    }
+    if texts.len() >= 64 && !texts.contains_key(path) {
+        texts.clear();
+    }
+    texts.insert(
+        path.to_path_buf(),
+        (Fingerprint::of(meta), Secret::new(text)),
+    );
+}
+
 fn random_key() -> Option<[u8; 32]> {
     let mut key = [0u8; 32];
     let mut filled = 0;

@@ -323,3 +323,61 @@ fn a_forked_child_rebuilds_its_client() {
     assert_eq!(svc.auth("john.doe", "Passw0rd"), PAM_SUCCESS);
     assert_eq!(server.count(), 3);
 }
+
+/// The config file's text is reused while the file is unchanged; every change (content,
+/// mode, owner, a symlink in its place) is seen on the next login, and the file checks hold.
+#[test]
+fn an_unchanged_config_file_is_reused_and_every_change_is_seen() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = serial();
+    let a = MailStore::new(&[("john.doe", "Passw0rd")]).serve();
+    let b = MailStore::new(&[("john.doe", "Passw0rd")]).serve();
+    let (url_a, url_b) = (
+        a.url("/mailstore-integration/index.php"),
+        b.url("/mailstore-integration/index.php"),
+    );
+    assert_eq!(
+        url_a.len(),
+        url_b.len(),
+        "same-size files are the hard case"
+    );
+    let dir = TempDir::new("cfgcache");
+    let conf = config_file(
+        dir.path(),
+        &format!("backend = mailstore\nurl = {url_a}\n"),
+        0o600,
+    );
+    let svc = Service::module_line(&format!("config={} timeout=5", conf.display()));
+    // Old enough to be remembered (a file changed in the last seconds never is).
+    std::thread::sleep(Duration::from_millis(3200));
+    assert_eq!(svc.auth("john.doe", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(svc.auth("john.doe", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!((a.count(), b.count()), (2, 0));
+
+    // Rewritten in place, same size: the next login goes to b.
+    std::fs::write(&conf, format!("backend = mailstore\nurl = {url_b}\n")).unwrap();
+    assert_eq!(svc.auth("john.doe", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!((a.count(), b.count()), (2, 1));
+
+    // Made group-writable: refused, although its text was read before.
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o620)).unwrap();
+    assert_eq!(svc.auth("john.doe", "Passw0rd"), PAM_SERVICE_ERR);
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(svc.auth("john.doe", "Passw0rd"), PAM_SUCCESS);
+
+    // Owned by someone else: refused.
+    unsafe {
+        let c = std::ffi::CString::new(conf.to_str().unwrap()).unwrap();
+        assert_eq!(libc::chown(c.as_ptr(), 65534, 65534), 0);
+    }
+    assert_eq!(svc.auth("john.doe", "Passw0rd"), PAM_SERVICE_ERR);
+
+    // Replaced by a symlink to a good file: refused.
+    let real = dir.path().join("real.conf");
+    std::fs::write(&real, format!("backend = mailstore\nurl = {url_a}\n")).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::remove_file(&conf).unwrap();
+    std::os::unix::fs::symlink(&real, &conf).unwrap();
+    assert_eq!(svc.auth("john.doe", "Passw0rd"), PAM_SERVICE_ERR);
+    assert_eq!((a.count(), b.count()), (2, 2));
+}
