@@ -311,7 +311,7 @@ fn main() {
         } else {
             let mut t = probe.start(USER, Some(PASSWORD));
             kopano_pending = Some(format!(
-                "PENDING: backend=kopano does not authenticate in this build (pam_authenticate = {}); \
+                "backend=kopano does not authenticate in this build (pam_authenticate = {}): \
                  the kopano backend has not landed on this branch",
                 t.authenticate()
             ));
@@ -362,7 +362,10 @@ fn main() {
     }
     let get = |id: &str| cases.iter().find(|c| c.id == id).map(Case::micros);
     if let Some(p) = &kopano_pending {
-        println!("(f2) pam_mailauth backend=kopano dsn=: {p}");
+        println!(
+            "{:<5} {:<44} PENDING: {p}",
+            "(f2)", "pam_mailauth backend=kopano dsn="
+        );
     }
 
     // (g) saslauthd throughput.
