@@ -414,50 +414,66 @@ impl Fingerprint {
     }
 }
 
-/// The texts of config files read in this process (they may hold secrets: wiped on drop).
-static CONFIG_TEXTS: Lazy<Mutex<HashMap<std::path::PathBuf, (Fingerprint, Secret)>>> =
-    Lazy::new(|| Mutex::new(HashMap::new()));
+/// What was read from config files in this process, by path.
+type ConfigReads = HashMap<std::path::PathBuf, (Fingerprint, Box<dyn std::any::Any + Send>)>;
+static CONFIG_READS: Lazy<Mutex<ConfigReads>> = Lazy::new(|| Mutex::new(HashMap::new()));
 
 /// A file changed this recently may change again within the same timestamp tick without its
 /// fingerprint changing (git's "racily clean" problem): such a read is not remembered.
-const CONFIG_SETTLE: Duration = Duration::from_secs(2);
+const CONFIG_SETTLE: Duration = Duration::from_secs(3);
 
-/// The text read earlier from this path, if the file (as `lstat` sees it now) is unchanged.
-/// The caller has already checked `meta` (owner, mode, type, size).
-pub fn config_text(path: &std::path::Path, meta: &std::fs::Metadata) -> Option<String> {
-    let texts = lock_briefly(&CONFIG_TEXTS)?;
-    let (fingerprint, text) = texts.get(path)?;
-    (*fingerprint == Fingerprint::of(meta)).then(|| text.expose().to_string())
-}
-
-/// Remembers a config file's text, read through a descriptor whose `fstat` gave `meta`.
-pub fn remember_config_text(path: &std::path::Path, meta: &std::fs::Metadata, text: &str) {
-    let settled = meta
-        .modified()
+/// Reads a config file through `read` (which opens it and makes every check), or returns
+/// what `read` returned for it before if `lstat` shows the very same file: same device,
+/// inode, size, times, mode and owner. The checks are a function of exactly that metadata,
+/// so they hold as they did; an edit, chmod, chown or a replacement (a symbolic link
+/// included) changes it and makes the next call read afresh. Failures are never remembered.
+pub fn config_file<T, E>(
+    path: &std::path::Path,
+    read: impl FnOnce(&std::path::Path) -> Result<T, E>,
+) -> Result<T, E>
+where
+    T: Clone + Send + 'static,
+{
+    let before = std::fs::symlink_metadata(path)
         .ok()
-        .and_then(|m| m.elapsed().ok())
-        .is_some_and(|age| age >= CONFIG_SETTLE);
-    let ctime_settled = {
-        use std::os::unix::fs::MetadataExt;
-        let ctime = std::time::UNIX_EPOCH + Duration::new(meta.ctime().max(0) as u64, 0);
-        ctime
-            .elapsed()
-            .is_ok_and(|age| age >= CONFIG_SETTLE + Duration::from_secs(1))
-    };
-    let Some(mut texts) = lock_briefly(&CONFIG_TEXTS) else {
-        return;
-    };
-    if !(settled && ctime_settled) {
-        texts.remove(path);
-        return;
+        .map(|m| Fingerprint::of(&m));
+    if let Some(fingerprint) = &before {
+        if let Some(reads) = lock_briefly(&CONFIG_READS) {
+            if let Some((seen, value)) = reads.get(path) {
+                if seen == fingerprint {
+                    if let Some(value) = value.downcast_ref::<T>() {
+                        return Ok(value.clone());
+                    }
+                }
+            }
+        }
     }
-    if texts.len() >= 64 && !texts.contains_key(path) {
-        texts.clear();
+    let value = read(path)?;
+    let after = std::fs::symlink_metadata(path).ok();
+    if let (Some(before), Some(after)) = (before, after) {
+        let settled = |t: std::io::Result<std::time::SystemTime>| {
+            t.ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= CONFIG_SETTLE)
+        };
+        let ctime = {
+            use std::os::unix::fs::MetadataExt;
+            Ok(std::time::UNIX_EPOCH
+                + Duration::new(after.ctime().max(0) as u64, after.ctime_nsec() as u32))
+        };
+        let unchanged = before == Fingerprint::of(&after);
+        if let Some(mut reads) = lock_briefly(&CONFIG_READS) {
+            if unchanged && settled(after.modified()) && settled(ctime) {
+                if reads.len() >= 64 && !reads.contains_key(path) {
+                    reads.clear();
+                }
+                reads.insert(path.to_path_buf(), (before, Box::new(value.clone())));
+            } else {
+                reads.remove(path);
+            }
+        }
     }
-    texts.insert(
-        path.to_path_buf(),
-        (Fingerprint::of(meta), Secret::new(text)),
-    );
+    Ok(value)
 }
 
 fn random_key() -> Option<[u8; 32]> {

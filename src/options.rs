@@ -198,7 +198,7 @@ impl Options {
             .last()
             .map(PathBuf::from);
         if let Some(path) = &config {
-            let text = read_config_file(path)?;
+            let text = crate::cache::config_file(path, read_config_file)?;
             let mut holds_secret = false;
             for (number, line) in text.lines().enumerate() {
                 let line = line.trim();
@@ -500,17 +500,8 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
 }
 
 /// Reads the config file with the checks pam-u2f and pam_faillock make: no symlink, a regular
-/// file, owned by root, not writable by group or other, size-capped. The checks run on every
-/// call; the text of an unchanged file is reused (`cache::config_text`), so the hot path costs
-/// one lstat instead of open, fstat, read and close.
+/// file, owned by root, not writable by group or other, size-capped.
 fn read_config_file(path: &Path) -> Result<String, ConfigError> {
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_symlink() && check_config_meta(path, &meta).is_ok() {
-            if let Some(text) = crate::cache::config_text(path, &meta) {
-                return Ok(text);
-            }
-        }
-    }
     let shown = path.display();
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -528,21 +519,6 @@ fn read_config_file(path: &Path) -> Result<String, ConfigError> {
     let meta = file
         .metadata()
         .map_err(|e| ConfigError(format!("config file {shown}: {e}")))?;
-    check_config_meta(path, &meta)?;
-    let mut text = String::new();
-    file.take(CONFIG_MAX_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| {
-            ConfigError(format!(
-                "config file {shown} is not readable UTF-8 text: {e}"
-            ))
-        })?;
-    crate::cache::remember_config_text(path, &meta, &text);
-    Ok(text)
-}
-
-fn check_config_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), ConfigError> {
-    let shown = path.display();
     if !meta.file_type().is_file() {
         return Err(ConfigError(format!(
             "config file {shown} is not a regular file"
@@ -563,7 +539,15 @@ fn check_config_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), Config
             "config file {shown} is larger than {CONFIG_MAX_BYTES} bytes"
         )));
     }
-    Ok(())
+    let mut text = String::new();
+    file.take(CONFIG_MAX_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| {
+            ConfigError(format!(
+                "config file {shown} is not readable UTF-8 text: {e}"
+            ))
+        })?;
+    Ok(text)
 }
 
 fn check_secret_file_mode(path: &Path) -> Result<(), ConfigError> {
