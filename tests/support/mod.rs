@@ -2,8 +2,11 @@
 //! documents.
 #![allow(dead_code)]
 
+pub mod apache;
+pub mod examples;
 pub mod http;
 pub mod mailstore;
 pub mod pam;
+pub mod saslauthd;
 
 pub use self::pam::*;
