@@ -22,7 +22,10 @@ fn www_data_config(dir: &TempDir) -> std::path::PathBuf {
         0o640,
     );
     let www = unsafe { libc::getgrnam(c"www-data".as_ptr()) };
-    assert!(!www.is_null(), "group www-data must exist (apache2 package)");
+    assert!(
+        !www.is_null(),
+        "group www-data must exist (apache2 package)"
+    );
     let gid = unsafe { (*www).gr_gid };
     let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::chown(c.as_ptr(), 0, gid) }, 0);
@@ -80,8 +83,9 @@ fn basic_auth_through(mpm: Mpm) {
     // read from the root:www-data 0640 file.
     let requests = server.requests();
     assert_eq!(requests.len(), expected_requests);
-    assert!(requests.iter().all(|r| r.basic_auth()
-        == Some(("pam@example.test".into(), "Endp0int secret".into()))));
+    assert!(requests
+        .iter()
+        .all(|r| r.basic_auth() == Some(("pam@example.test".into(), "Endp0int secret".into()))));
 
     // Children were recycled (MaxConnectionsPerChild 3) and none of them crashed.
     let log = httpd.error_log();

@@ -62,7 +62,8 @@ fn kopano_file_right_and_wrong_password() {
         format!("john.doe:{KOPANO_SECRET}\njane:0a1b2c3d00000000000000000000000000000000\n"),
     )
     .unwrap();
-    let smtp = Example::load("smtp-kopano").with("/etc/security/kopano-users", users.to_str().unwrap());
+    let smtp =
+        Example::load("smtp-kopano").with("/etc/security/kopano-users", users.to_str().unwrap());
     let mut daemon = Saslauthd::start("smtp", &smtp.text);
     assert!(daemon.check("john.doe", "secret"));
     assert!(!daemon.check("john.doe", "Secret"));
@@ -146,8 +147,8 @@ fn load_four_workers_eight_parallel_clients_eight_hundred_mixed_requests() {
 
 #[test]
 fn realm_from_saslauthd_r_reaches_the_backend_as_user_at_realm() {
-    let server = MailStore::new(&[("john.doe@example.com", "Passw0rd"), ("john.doe", "Plain")])
-        .serve();
+    let server =
+        MailStore::new(&[("john.doe@example.com", "Passw0rd"), ("john.doe", "Plain")]).serve();
     let smtp = Example::load("smtp").mailstore(&server.url(PATH));
     let stripped = Example::load("smtp")
         .mailstore(&server.url(PATH))
@@ -167,11 +168,44 @@ fn realm_from_saslauthd_r_reaches_the_backend_as_user_at_realm() {
         daemon.ask("submission", "john.doe", "Plain", Some("example.com")),
         Answer::Ok
     );
+    // A name that already holds a domain gets the realm appended all the same.
+    assert_eq!(
+        daemon.ask(
+            "smtp",
+            "john.doe@example.com",
+            "Passw0rd",
+            Some("example.com")
+        ),
+        Answer::No
+    );
+    assert_eq!(
+        daemon.ask(
+            "submission",
+            "john.doe@example.org",
+            "Plain",
+            Some("example.com")
+        ),
+        Answer::Ok
+    );
+    // Without a realm from the client, the name is passed as typed.
+    assert_eq!(
+        daemon.ask("smtp", "john.doe@example.com", "Passw0rd", None),
+        Answer::Ok
+    );
     daemon.assert_alive();
     let users: Vec<String> = server
         .requests()
         .iter()
         .map(|r| r.form().get("user").cloned().unwrap_or_default())
         .collect();
-    assert_eq!(users, ["john.doe@example.com", "john.doe"]);
+    assert_eq!(
+        users,
+        [
+            "john.doe@example.com",
+            "john.doe",
+            "john.doe@example.com@example.com",
+            "john.doe",
+            "john.doe@example.com"
+        ]
+    );
 }

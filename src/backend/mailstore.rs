@@ -82,9 +82,7 @@ impl Mailstore<'_> {
             return Verdict::Refused;
         }
         match self.exchange(client, url, "cmd=list".into(), DIRECTORY_BODY_CAP) {
-            Ok(answer) if directory_has_user(&answer, user) == Some(false) => {
-                Verdict::UnknownUser
-            }
+            Ok(answer) if directory_has_user(&answer, user) == Some(false) => Verdict::UnknownUser,
             _ => Verdict::Refused,
         }
     }

@@ -177,8 +177,10 @@ DocumentRoot "{root}/htdocs"
     pub fn get(&self, path: &str, credentials: Option<(&str, &str)>) -> u16 {
         use base64::Engine;
         let mut conn = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
         if let Some((u, p)) = credentials {
             let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
             request.push_str(&format!("Authorization: Basic {token}\r\n"));

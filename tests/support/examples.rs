@@ -18,8 +18,8 @@ impl Example {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("pam.d-examples")
             .join(name);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         Example {
             name: name.to_string(),
             text,
@@ -88,7 +88,10 @@ impl LocalUnix {
 
     /// `pam_exec.so expose_authtok quiet SCRIPT`: for auth lines.
     pub fn auth_module(&self) -> String {
-        format!("pam_exec.so expose_authtok quiet {}", self.script().display())
+        format!(
+            "pam_exec.so expose_authtok quiet {}",
+            self.script().display()
+        )
     }
 
     /// `pam_exec.so quiet SCRIPT`: for account lines.

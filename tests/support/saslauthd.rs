@@ -88,7 +88,9 @@ impl Saslauthd {
                 Ok(())
             });
         }
-        let child = cmd.spawn().expect("saslauthd (sasl2-bin) must be installed");
+        let child = cmd
+            .spawn()
+            .expect("saslauthd (sasl2-bin) must be installed");
         let pgid = child.id() as i32;
         let mut daemon = Saslauthd {
             child,
