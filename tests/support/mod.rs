@@ -10,3 +10,5 @@ pub mod pam;
 pub mod saslauthd;
 
 pub use self::pam::*;
+pub mod james;
+pub mod scim;
