@@ -50,6 +50,9 @@ fn basic_auth_through(mpm: Mpm) {
         .with("/etc/security/pam_mailauth.conf", cfg.to_str().unwrap());
     let mut httpd = Apache::start(mpm, "webmail", &webmail.text);
 
+    let page = "/private/index.html";
+    // No credentials: 401 without asking PAM. This also makes sure children are up.
+    assert_eq!(httpd.get(page, None), 401);
     let before = httpd.processes();
     // The children that run the module are www-data, not root.
     let www = unsafe { libc::getpwnam(c"www-data".as_ptr()) };
@@ -59,8 +62,6 @@ fn basic_auth_through(mpm: Mpm) {
         before.iter().any(|pid| uid_of(*pid) == Some(www_uid)),
         "no www-data child"
     );
-    let page = "/private/index.html";
-    assert_eq!(httpd.get(page, None), 401);
     let mut expected_requests = 0;
     for round in 0..10 {
         assert_eq!(
@@ -87,8 +88,16 @@ fn basic_auth_through(mpm: Mpm) {
         .iter()
         .all(|r| r.basic_auth() == Some(("pam@example.test".into(), "Endp0int secret".into()))));
 
-    // Children were recycled (MaxConnectionsPerChild 3) and none of them crashed.
+    // Children were recycled (MaxConnectionsPerChild 3) ...
+    let after = httpd.processes();
+    assert!(
+        before.intersection(&after).count() < before.len(),
+        "no child was recycled: {before:?} -> {after:?}"
+    );
+    // ... and, after the remaining ones exited too (graceful stop), none of them crashed.
+    httpd.stop_gracefully();
     let log = httpd.error_log();
+    assert!(log.contains("shutting down gracefully"), "{log}");
     for crash in [
         "Segmentation fault",
         "exit signal",
@@ -98,11 +107,6 @@ fn basic_auth_through(mpm: Mpm) {
     ] {
         assert!(!log.contains(crash), "{crash:?} in error.log:\n{log}");
     }
-    let after = httpd.processes();
-    assert!(
-        before.intersection(&after).count() < before.len(),
-        "no child was recycled: {before:?} -> {after:?}"
-    );
 }
 
 #[test]

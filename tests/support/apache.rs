@@ -69,6 +69,7 @@ impl Apache {
             r.join("htdocs"),
             r.join("htdocs/private"),
             r.join("htdocs/private/index.html"),
+            r.join("run"),
             r.join("services"),
             r.join("services").join(service),
             r.join("services/other"),
@@ -201,6 +202,23 @@ DocumentRoot "{root}/htdocs"
         live_group(self.pgid)
     }
 
+    /// Graceful stop (SIGWINCH, as `apache2 -k graceful-stop`): children finish and exit the
+    /// normal way, with the module loaded, and the parent reaps and logs each of them before it
+    /// exits. Waits for the parent (bounded); afterwards error.log is complete.
+    pub fn stop_gracefully(&mut self) {
+        unsafe { libc::kill(self.pgid, libc::SIGWINCH) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => panic!("apache2 did not stop within 30 s:\n{}", self.logs()),
+            }
+        }
+    }
+
     /// The parent is running.
     pub fn assert_alive(&mut self) {
         assert!(
@@ -213,13 +231,17 @@ DocumentRoot "{root}/htdocs"
 
 impl Drop for Apache {
     fn drop(&mut self) {
-        unsafe { libc::kill(-self.pgid, libc::SIGTERM) };
+        if !live_group(self.pgid).is_empty() {
+            unsafe { libc::kill(-self.pgid, libc::SIGTERM) };
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline && !live_group(self.pgid).is_empty() {
             let _ = self.child.try_wait();
             std::thread::sleep(Duration::from_millis(20));
         }
-        unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
+        if !live_group(self.pgid).is_empty() {
+            unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
+        }
         let _ = self.child.wait();
     }
 }

@@ -209,7 +209,13 @@ impl Saslauthd {
 
 impl Drop for Saslauthd {
     fn drop(&mut self) {
-        unsafe { libc::kill(-self.pgid, libc::SIGTERM) };
+        let ours: BTreeSet<i32> = live_group(self.pgid)
+            .union(&self.processes)
+            .copied()
+            .collect();
+        if !live_group(self.pgid).is_empty() {
+            unsafe { libc::kill(-self.pgid, libc::SIGTERM) };
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if live_group(self.pgid).is_empty() {
@@ -218,8 +224,32 @@ impl Drop for Saslauthd {
             let _ = self.child.try_wait();
             std::thread::sleep(Duration::from_millis(20));
         }
-        unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
+        if !live_group(self.pgid).is_empty() {
+            unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
+        }
         let _ = self.child.wait();
+        remove_pam_wrapper_dirs(&ours);
+    }
+}
+
+/// pam_wrapper (1.1.4) copies the services into `/tmp/pam.?` per process and removes the copy
+/// only on a normal exit; workers ended by a signal leave theirs. Removes the copies whose
+/// `pid` file names one of `processes`.
+pub fn remove_pam_wrapper_dirs(processes: &BTreeSet<i32>) {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("pam.") && name.len() == 5) {
+            continue;
+        }
+        let pid = std::fs::read_to_string(entry.path().join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        if pid.is_some_and(|p| processes.contains(&p)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
