@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use support::examples::Example;
 use support::mailstore::MailStore;
@@ -62,10 +63,14 @@ fn kopano_file_right_and_wrong_password() {
         format!("john.doe:{KOPANO_SECRET}\njane:0a1b2c3d00000000000000000000000000000000\n"),
     )
     .unwrap();
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
     let smtp =
         Example::load("smtp-kopano").with("/etc/security/kopano-users", users.to_str().unwrap());
     let mut daemon = Saslauthd::start("smtp", &smtp.text);
-    assert!(daemon.check("john.doe", "secret"));
+    assert!(
+        daemon.check("john.doe", "secret"),
+        "backend=kopano file= refused the right password"
+    );
     assert!(!daemon.check("john.doe", "Secret"));
     assert!(!daemon.check("jane", "secret"));
     assert!(!daemon.check("nobody", "secret"));

@@ -211,3 +211,24 @@ fn ignore_authinfo_unavail_passes_control_down_when_the_store_is_down() {
     let mut t = Transaction::start(strict.path(), "login", LOCAL_USER, Some(LOCAL_PASSWORD));
     assert_eq!(t.authenticate(), PAM_AUTHINFO_UNAVAIL);
 }
+
+#[test]
+fn ignore_authinfo_unavail_applies_to_the_account_phase_too() {
+    let unix = LocalUnix::new();
+    let down = refused_url();
+    let text = |args: &str| {
+        format!(
+            "account [success=done ignore=ignore default=die] MODULE backend=mailstore url={down} account=check {args}\n\
+             account required UNIXACCT\n"
+        )
+    };
+    let lenient = stack(&text("ignore_authinfo_unavail"), &unix);
+    let mut t = Transaction::start(lenient.path(), "login", LOCAL_USER, None);
+    assert_eq!(t.acct_mgmt(), PAM_SUCCESS);
+    let mut t = Transaction::start(lenient.path(), "login", MAIL_USER, None);
+    assert_ne!(t.acct_mgmt(), PAM_SUCCESS);
+
+    let strict = stack(&text(""), &unix);
+    let mut t = Transaction::start(strict.path(), "login", LOCAL_USER, None);
+    assert_eq!(t.acct_mgmt(), PAM_AUTHINFO_UNAVAIL);
+}
