@@ -52,6 +52,18 @@ fn free_port() -> u16 {
 impl Apache {
     /// Starts httpd protecting /private with PAM service `service` (text `pam_text`).
     pub fn start(mpm: Mpm, service: &str, pam_text: &str) -> Apache {
+        // The free port may be taken between probing and Apache's bind: try another.
+        for _ in 0..3 {
+            match Self::try_start(mpm, service, pam_text) {
+                Ok(apache) => return apache,
+                Err(logs) if logs.contains("Address already in use") => continue,
+                Err(logs) => panic!("apache2 exited at start:\n{logs}"),
+            }
+        }
+        panic!("apache2 found no free port in three tries");
+    }
+
+    fn try_start(mpm: Mpm, service: &str, pam_text: &str) -> Result<Apache, String> {
         let root = TempDir::new("httpd");
         let r = root.path();
         for d in ["htdocs/private", "run", "services"] {
@@ -146,7 +158,7 @@ DocumentRoot "{root}/htdocs"
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = apache.child.try_wait() {
-                panic!("apache2 exited at start ({status}):\n{}", apache.logs());
+                return Err(format!("({status})\n{}", apache.logs()));
             }
             assert!(
                 Instant::now() < deadline,
@@ -155,7 +167,7 @@ DocumentRoot "{root}/htdocs"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        apache
+        Ok(apache)
     }
 
     pub fn error_log(&self) -> String {
