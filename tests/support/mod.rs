@@ -2,6 +2,7 @@
 //! documents.
 #![allow(dead_code)]
 
+pub mod axigen;
 pub mod http;
 pub mod mailstore;
 pub mod pam;
