@@ -200,3 +200,170 @@ fn report(
     };
     host.log(level, &line);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+
+    /// A scripted PAM handle: what the application would provide, and what the module did.
+    #[derive(Default)]
+    struct FakeHost {
+        user: String,
+        stacked: Option<&'static str>,
+        answer: Option<&'static str>,
+        prompts: Cell<usize>,
+        logs: RefCell<Vec<(Level, String)>>,
+        remembered: RefCell<Option<String>>,
+        delay: Cell<u32>,
+    }
+
+    impl Host for FakeHost {
+        fn service(&self) -> String {
+            "test".into()
+        }
+        fn user(&self) -> Result<String, PamError> {
+            Ok(self.user.clone())
+        }
+        fn rhost(&self) -> Option<String> {
+            Some("192.0.2.7".into())
+        }
+        fn stacked_password(&self) -> Option<Secret> {
+            self.stacked.map(Secret::new)
+        }
+        fn prompt_password(&self) -> Result<Secret, PamError> {
+            self.prompts.set(self.prompts.get() + 1);
+            self.answer.map(Secret::new).ok_or(PamError::CONV_ERR)
+        }
+        fn remember_authenticated(&self, user: &str) {
+            *self.remembered.borrow_mut() = Some(user.into());
+        }
+        fn authenticated_user(&self) -> Option<String> {
+            self.remembered.borrow().clone()
+        }
+        fn log(&self, level: Level, message: &str) {
+            self.logs.borrow_mut().push((level, message.into()));
+        }
+        fn fail_delay(&self, micros: u32) {
+            self.delay.set(micros);
+        }
+    }
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    // Port 9 (discard) on loopback: nothing listens, so any backend call is "unavailable".
+    const LINE: &str = "backend=mailstore url=http://127.0.0.1:9/ timeout=1";
+
+    #[test]
+    fn empty_password_never_reaches_the_backend() {
+        let host = FakeHost {
+            user: "alice".into(),
+            answer: Some(""),
+            ..Default::default()
+        };
+        assert_eq!(authenticate(&host, &args(LINE)), PamError::AUTH_ERR);
+        assert!(host
+            .logs
+            .borrow()
+            .iter()
+            .any(|(_, m)| m.contains("empty password")));
+        assert!(!host
+            .logs
+            .borrow()
+            .iter()
+            .any(|(_, m)| m.contains("backend unavailable")));
+    }
+
+    #[test]
+    fn password_sources() {
+        let host = FakeHost {
+            user: "a".into(),
+            answer: Some("x"),
+            ..Default::default()
+        };
+        assert_eq!(
+            authenticate(&host, &args(&format!("{LINE} use_first_pass"))),
+            PamError::AUTH_ERR
+        );
+        assert_eq!(host.prompts.get(), 0);
+        let host = FakeHost {
+            user: "a".into(),
+            stacked: Some("x"),
+            answer: Some("y"),
+            ..Default::default()
+        };
+        authenticate(&host, &args(&format!("{LINE} try_first_pass")));
+        assert_eq!(host.prompts.get(), 0);
+        authenticate(&host, &args(LINE));
+        assert_eq!(
+            host.prompts.get(),
+            1,
+            "without a *_first_pass option the module asks itself"
+        );
+    }
+
+    #[test]
+    fn configuration_error_is_logged_by_key() {
+        let host = FakeHost {
+            user: "a".into(),
+            answer: Some("x"),
+            ..Default::default()
+        };
+        assert_eq!(
+            authenticate(&host, &args(&format!("{LINE} colour=blue"))),
+            PamError::SERVICE_ERR
+        );
+        assert_eq!(
+            account(&host, &args(&format!("{LINE} colour=blue"))),
+            PamError::SERVICE_ERR
+        );
+        let logs = host.logs.borrow();
+        assert!(
+            logs.iter()
+                .all(|(l, m)| *l == Level::Error && m.contains("'colour'")),
+            "{logs:?}"
+        );
+        assert_eq!(host.prompts.get(), 0);
+    }
+
+    #[test]
+    fn unavailable_is_logged_with_the_reason_and_fail_delay_is_requested() {
+        let host = FakeHost {
+            user: "a".into(),
+            answer: Some("x"),
+            ..Default::default()
+        };
+        let code = authenticate(
+            &host,
+            &args(&format!("{LINE} fail_delay=250 ignore_authinfo_unavail")),
+        );
+        assert_eq!(code, PamError::IGNORE);
+        assert_eq!(host.delay.get(), 250_000);
+        let logs = host.logs.borrow();
+        let line = &logs.iter().find(|(l, _)| *l == Level::Error).unwrap().1;
+        assert!(
+            line.contains("backend unavailable")
+                && line.contains("127.0.0.1:9")
+                && line.contains("rhost=192.0.2.7"),
+            "{line}"
+        );
+        assert!(host.remembered.borrow().is_none());
+    }
+
+    #[test]
+    fn account_and_setcred_follow_what_auth_remembered() {
+        let host = FakeHost {
+            user: "a".into(),
+            ..Default::default()
+        };
+        assert_eq!(account(&host, &args(LINE)), PamError::IGNORE);
+        assert_eq!(setcred(&host), PamError::IGNORE);
+        host.remember_authenticated("a");
+        assert_eq!(account(&host, &args(LINE)), PamError::SUCCESS);
+        assert_eq!(setcred(&host), PamError::SUCCESS);
+        host.remember_authenticated("someone else");
+        assert_eq!(setcred(&host), PamError::IGNORE);
+    }
+}

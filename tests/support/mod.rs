@@ -8,3 +8,5 @@ pub mod mailstore;
 pub mod pam;
 
 pub use self::pam::*;
+pub mod james;
+pub mod scim;
