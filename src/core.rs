@@ -69,8 +69,18 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
         );
     }
     let started = Instant::now();
-    let answer = backend::for_options(&opts).verify(&mapped, &password);
+    let backend = backend::for_options(&opts);
+    let answer = backend.verify(&mapped, &password);
     drop(password);
+    for warning in backend.warnings() {
+        host.log(
+            Level::Warning,
+            &format!(
+                "auth: user '{user}' backend={}: {warning}",
+                opts.backend.name()
+            ),
+        );
+    }
     report(
         host,
         &opts,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod apache;
+pub mod axigen;
 pub mod examples;
 pub mod http;
 pub mod mailstore;
