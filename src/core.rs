@@ -54,6 +54,9 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
         return PamError::AUTH_ERR;
     }
     let mapped = opts.mapping.apply(&user);
+    if mapped.is_empty() {
+        return nameless(host, &opts, Phase::Auth);
+    }
     if opts.debug {
         host.log(
             Level::Debug,
@@ -67,10 +70,20 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
         );
     }
     let started = Instant::now();
+    let backend = backend::for_options(&opts);
     let answer = cache::check(host, &opts, &mapped, &password, started, || {
-        backend::for_options(&opts).verify(&mapped, &password)
+        backend.verify(&mapped, &password)
     });
     drop(password);
+    for warning in backend.warnings() {
+        host.log(
+            Level::Warning,
+            &format!(
+                "auth: user '{user}' backend={}: {warning}",
+                opts.backend.name()
+            ),
+        );
+    }
     report(
         host,
         &opts,
@@ -97,6 +110,9 @@ pub fn account(host: &dyn Host, args: &[String]) -> PamError {
         _ => return PamError::USER_UNKNOWN,
     };
     let mapped = opts.mapping.apply(&user);
+    if mapped.is_empty() {
+        return nameless(host, &opts, Phase::Account);
+    }
     let started = Instant::now();
     let checked = backend::for_options(&opts).account(&mapped);
     match checked {
@@ -114,6 +130,16 @@ pub fn account(host: &dyn Host, args: &[String]) -> PamError {
         }
         None => authenticated_here(host, &user),
     }
+}
+
+/// The user-name mapping left nothing (`strip_domain` and a name like `@example.com`): no
+/// backend is asked about an empty name.
+fn nameless(host: &dyn Host, opts: &Options, phase: Phase) -> PamError {
+    host.log(
+        Level::Notice,
+        "user name is empty after mapping (strip_domain?): unknown user",
+    );
+    Verdict::UnknownUser.pam_code(phase, opts.leniency)
 }
 
 /// `pam_sm_setcred`: there are no credentials to set; say whether we took part.

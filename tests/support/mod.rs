@@ -2,9 +2,13 @@
 //! documents.
 #![allow(dead_code)]
 
+pub mod apache;
+pub mod axigen;
+pub mod examples;
 pub mod http;
 pub mod mailstore;
 pub mod pam;
+pub mod saslauthd;
 
 pub use self::pam::*;
 pub mod james;
