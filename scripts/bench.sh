@@ -12,14 +12,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-need=(nginx mariadbd mariadb-install-db mariadb saslauthd curl)
-for b in "${need[@]}"; do
-  command -v "$b" >/dev/null || PATH=$PATH:/usr/sbin:/sbin
-  command -v "$b" >/dev/null || { echo "missing $b: apt-get install nginx-light mariadb-server sasl2-bin curl libpam-mysql libpam-wrapper" >&2; exit 1; }
+PACKAGES=(nginx-light mariadb-server sasl2-bin libpam-mysql libpam-wrapper libpam0g-dev curl python3)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "missing packages (run as root to install them): ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+PATH=$PATH:/usr/sbin:/sbin
 WRAPPER=$(ls /usr/lib/*/libpam_wrapper.so 2>/dev/null | head -1)
-[ -n "$WRAPPER" ] || { echo "missing libpam_wrapper.so: apt-get install libpam-wrapper" >&2; exit 1; }
-ls /usr/lib/*/security/pam_mysql.so >/dev/null 2>&1 || { echo "missing pam_mysql.so: apt-get install libpam-mysql" >&2; exit 1; }
 
 echo "== build (release)"
 cargo build --release --lib --example bench
