@@ -186,7 +186,12 @@ mod tests {
         let defaults = v(&["imap", "pop3"]);
         // Off by default, on when enabled, off when explicitly disabled.
         assert!(!feature_allowed(&v(&["imap"]), &defaults, &[], &[]));
-        assert!(feature_allowed(&v(&["imap"]), &defaults, &v(&["imap"]), &[]));
+        assert!(feature_allowed(
+            &v(&["imap"]),
+            &defaults,
+            &v(&["imap"]),
+            &[]
+        ));
         assert!(!feature_allowed(
             &v(&["imap"]),
             &defaults,
@@ -195,9 +200,19 @@ mod tests {
         ));
         // On by default (not in the default-disabled list), unless disabled.
         assert!(feature_allowed(&v(&["mobile"]), &defaults, &[], &[]));
-        assert!(!feature_allowed(&v(&["mobile"]), &defaults, &[], &v(&["mobile"])));
+        assert!(!feature_allowed(
+            &v(&["mobile"]),
+            &defaults,
+            &[],
+            &v(&["mobile"])
+        ));
         // Any of the list.
-        assert!(feature_allowed(&v(&["imap", "pop3"]), &defaults, &v(&["pop3"]), &[]));
+        assert!(feature_allowed(
+            &v(&["imap", "pop3"]),
+            &defaults,
+            &v(&["pop3"]),
+            &[]
+        ));
         // No requirement: always allowed.
         assert!(feature_allowed(&[], &defaults, &[], &v(&["imap"])));
     }

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod kopano_soap;
 pub mod mailstore;
+pub mod mariadb;
 pub mod pam;
 
 pub use self::pam::*;

@@ -93,9 +93,7 @@ fn give_back(key: &Key, conn: Conn) {
     let pid = std::process::id();
     let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
     match pool.get_mut(key) {
-        Some(entry) if entry.pid == pid && entry.idle.len() < IDLE_PER_DSN => {
-            entry.idle.push(conn)
-        }
+        Some(entry) if entry.pid == pid && entry.idle.len() < IDLE_PER_DSN => entry.idle.push(conn),
         _ => drop(conn),
     }
 }
@@ -128,11 +126,7 @@ pub fn endpoint(dsn: &Secret) -> Option<String> {
     let db = o.get_db_name().unwrap_or("");
     Some(match o.get_socket() {
         Some(socket) => format!("mysql {socket}/{db}"),
-        None => format!(
-            "mysql {}:{}/{db}",
-            o.get_ip_or_hostname(),
-            o.get_tcp_port()
-        ),
+        None => format!("mysql {}:{}/{db}", o.get_ip_or_hostname(), o.get_tcp_port()),
     })
 }
 

@@ -70,7 +70,9 @@ pub fn parse_line(line: &str) -> Result<Option<Entry<'_>>, String> {
     let enabled = feature_field(fields.next().unwrap_or(""))?;
     let disabled = feature_field(fields.next().unwrap_or(""))?;
     if fields.next().is_some() {
-        return Err("too many ':'-separated fields (login:stored-hash[:enabled[:disabled]])".into());
+        return Err(
+            "too many ':'-separated fields (login:stored-hash[:enabled[:disabled]])".into(),
+        );
     }
     if login.is_empty() || login.trim() != login {
         return Err("the login is empty or has surrounding blanks".into());
@@ -123,9 +125,12 @@ fn read(path: &Path) -> Result<Zeroizing<String>, Verdict> {
     Ok(text)
 }
 
-/// The record for `user`, `None` if no line names them.
+/// The record for `user`, `None` if no line names them. A malformed line anywhere makes the
+/// whole file a configuration error, so a broken export is noticed at once, not only by the
+/// users listed after the damage.
 pub fn lookup(path: &Path, user: &str) -> Result<Option<Record>, Verdict> {
     let text = read(path)?;
+    let mut found = None;
     for (number, line) in text.lines().enumerate() {
         let entry = parse_line(line).map_err(|why| {
             Verdict::Misconfigured(format!(
@@ -135,16 +140,16 @@ pub fn lookup(path: &Path, user: &str) -> Result<Option<Record>, Verdict> {
             ))
         })?;
         let Some(entry) = entry else { continue };
-        if entry.login.eq_ignore_ascii_case(user) {
-            return Ok(Some(Record {
+        if found.is_none() && entry.login.eq_ignore_ascii_case(user) {
+            found = Some(Record {
                 object_class: ACTIVE_USER,
                 hash: Some(Secret::new(entry.hash)),
                 enabled: entry.enabled,
                 disabled: entry.disabled,
-            }));
+            });
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 #[cfg(test)]
