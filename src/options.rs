@@ -374,7 +374,18 @@ impl Builder {
                 o.dsn = Some(Secret::new(dsn))
             }
             "file" => o.file = Some(PathBuf::from(need("/path/to/hashes")?)),
-            "socket" => o.socket = Some(PathBuf::from(need("/var/run/kopano/server.sock")?)),
+            "socket" => {
+                // pam_mapi wrote the socket as a URL: file:///var/run/kopano/server.sock.
+                let v = need("/var/run/kopano/server.sock")?;
+                let path = v.strip_prefix("file://").unwrap_or(v);
+                if !path.starts_with('/') {
+                    return Err(ConfigError(format!(
+                        "socket '{v}' must be the absolute path of kopano-server's unix socket \
+                         (for http:// or https:// use url=)"
+                    )));
+                }
+                o.socket = Some(PathBuf::from(path))
+            }
             "feature" => o.features = feature_list(key, need("imap|pop3")?)?,
             "disabled_features" => o.disabled_features = feature_list(key, need("imap|pop3")?)?,
             #[cfg(feature = "fault-injection")]
@@ -637,6 +648,9 @@ mod tests {
         assert!(parse(&["backend=kopano", "url=http://localhost:236/"]).is_ok());
         assert!(parse(&["backend=kopano", "socket=/var/run/kopano/server.sock"]).is_ok());
         assert!(parse(&["backend=kopano", "socket=/s", "url=http://a/"]).is_err());
+        let o = parse(&["backend=kopano", "socket=file:///var/run/zarafa"]).unwrap();
+        assert_eq!(o.socket, Some(PathBuf::from("/var/run/zarafa")));
+        assert!(parse(&["backend=kopano", "socket=http://localhost:236/"]).is_err());
         assert!(parse(&["backend=kopano", "socket=/s", "feature=imap"]).is_err());
         assert!(parse(&["backend=kopano", "file=/x", "feature=imap|pop3"]).is_ok());
         assert!(parse(&["backend=mailstore", "url=http://a/", "socket=/s"]).is_err());

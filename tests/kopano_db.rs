@@ -384,3 +384,41 @@ fn a_dsn_with_a_password_is_refused_as_a_module_argument() {
     let svc = Service::module_line(&format!("backend=kopano dsn={}", mariadb::server().dsn()));
     assert_eq!(svc.auth("db-right", "Passw0rd"), PAM_SERVICE_ERR);
 }
+
+/// docs/kopano.md's export query, verbatim: the file it writes works with file=.
+const EXPORT_QUERY: &str = "SELECT CONCAT_WS(':', l.value, p.value,
+  IFNULL((SELECT GROUP_CONCAT(f.value SEPARATOR ',') FROM objectmvproperty f
+          WHERE f.objectid = o.id AND f.propname = '0x67B3101E'), ''),
+  IFNULL((SELECT GROUP_CONCAT(f.value SEPARATOR ',') FROM objectmvproperty f
+          WHERE f.objectid = o.id AND f.propname = '0x67B4101E'), ''))
+FROM object o
+JOIN objectproperty l ON l.objectid = o.id AND l.propname = 'loginname'
+JOIN objectproperty p ON p.objectid = o.id AND p.propname = 'password'
+WHERE o.objectclass = 65537;";
+
+#[test]
+fn the_documented_export_feeds_file() {
+    let db = mariadb::server();
+    db.add_users(&[
+        KopanoUser::active("db-export", "Passw0rd"),
+        KopanoUser {
+            enabled: &["imap"],
+            ..KopanoUser::active("db-export-imap", "Passw0rd")
+        },
+    ]);
+    let exported = db.root_sql(&format!("USE kopano;\n{EXPORT_QUERY}"));
+    let dir = TempDir::new("kopano-export");
+    let path = dir.path().join("kopano-hashes");
+    std::fs::write(&path, exported).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let svc = Service::module_line(&format!("backend=kopano file={}", path.display()));
+    assert_eq!(svc.auth("db-export", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(svc.auth("db-export", "wrong"), PAM_AUTH_ERR);
+    let imap = Service::module_line(&format!(
+        "backend=kopano file={} feature=imap",
+        path.display()
+    ));
+    assert_eq!(imap.auth("db-export-imap", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(imap.auth("db-export", "Passw0rd"), PAM_AUTH_ERR);
+}
