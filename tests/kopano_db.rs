@@ -422,3 +422,44 @@ fn the_documented_export_feeds_file() {
     assert_eq!(imap.auth("db-export-imap", "Passw0rd"), PAM_SUCCESS);
     assert_eq!(imap.auth("db-export", "Passw0rd"), PAM_AUTH_ERR);
 }
+
+/// What the log line would say: why, and never the DSN's password (the backend's answer is
+/// what core logs as the detail and server).
+#[test]
+fn failure_reasons_name_the_cause_but_never_the_dsn_password() {
+    use pam_mailauth::backend::for_options;
+    use pam_mailauth::options::Options;
+    use pam_mailauth::secret::Secret;
+    use pam_mailauth::verdict::Verdict;
+    let db = mariadb::server();
+    db.add_users(&[KopanoUser::active("db-reason", "Passw0rd")]);
+    let secret_pw = "Sekr1t-DSN-pw";
+    for (dsn, expect) in [
+        (db.dsn_as(mariadb::DB_USER, secret_pw), "credentials"),
+        (
+            format!(
+                "mysql://{}:{secret_pw}@127.0.0.1:{}/kopano",
+                mariadb::DB_USER,
+                refused_port()
+            ),
+            "database",
+        ),
+    ] {
+        let dir = TempDir::new("kopano-reason");
+        let cfg = config_file(dir.path(), &format!("dsn = {dsn}\n"), 0o600);
+        let opts = Options::parse(&[
+            "backend=kopano".to_string(),
+            format!("config={}", cfg.display()),
+            "timeout=3".to_string(),
+        ])
+        .unwrap();
+        let answer = for_options(&opts).verify("db-reason", &Secret::new("Passw0rd"));
+        let Verdict::Unavailable(why) = &answer.verdict else {
+            panic!("{answer:?}");
+        };
+        let shown = format!("{why} {:?}", answer.endpoint);
+        assert!(shown.contains(expect), "{shown}");
+        assert!(!shown.contains(secret_pw), "{shown}");
+        assert!(shown.contains("127.0.0.1"), "{shown}");
+    }
+}
