@@ -463,3 +463,12 @@ fn failure_reasons_name_the_cause_but_never_the_dsn_password() {
         assert!(shown.contains("127.0.0.1"), "{shown}");
     }
 }
+
+#[test]
+fn a_percent_encoded_dsn_password_works() {
+    let db = mariadb::server();
+    db.add_db_account("kopano_pct", "p@ss:w/rd?#");
+    db.add_users(&[KopanoUser::active("db-pct", "Passw0rd")]);
+    let l = line_with(&db.dsn_as("kopano_pct", "p%40ss%3Aw%2Frd%3F%23"), "");
+    assert_eq!(l.svc.auth("db-pct", "Passw0rd"), PAM_SUCCESS);
+}
