@@ -6,7 +6,9 @@ pub mod apache;
 pub mod axigen;
 pub mod examples;
 pub mod http;
+pub mod kopano_soap;
 pub mod mailstore;
+pub mod mariadb;
 pub mod pam;
 pub mod saslauthd;
 
