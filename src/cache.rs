@@ -175,6 +175,9 @@ pub enum Source {
 /// One random key per process: the MACs mean nothing outside it.
 static KEY: Lazy<Option<[u8; 32]>> = Lazy::new(random_key);
 
+/// More distinct configurations than any host has module lines.
+const MAX_CONFIGURATIONS: usize = 64;
+
 /// Each configuration's cache, by configuration digest.
 static CACHES: Lazy<Mutex<HashMap<Mac, Cache>>> = Lazy::new(|| Mutex::new(HashMap::new()));
 
@@ -287,6 +290,11 @@ pub fn decide(
 /// (held by a thread that did not survive a fork()) makes this a cache miss, not a hang.
 fn with_cache<R>(opts: &Options, config: &Mac, f: impl FnOnce(&mut Cache) -> R) -> Option<R> {
     let mut caches = lock_briefly(&CACHES)?;
+    if caches.len() >= MAX_CONFIGURATIONS && !caches.contains_key(config) {
+        // Configurations come from /etc/pam.d and config files: this many means a long-lived
+        // process saw its config file edited again and again. Start over.
+        caches.clear();
+    }
     let cache = caches
         .entry(*config)
         .or_insert_with(|| Cache::new(opts.cache_size));
