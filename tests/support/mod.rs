@@ -5,5 +5,7 @@
 pub mod http;
 pub mod mailstore;
 pub mod pam;
+pub mod syslog;
+pub mod tls;
 
 pub use self::pam::*;

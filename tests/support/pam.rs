@@ -142,6 +142,11 @@ impl Transaction {
         }
     }
 
+    /// The raw `pam_handle_t *`, for tests that set items the harness does not wrap.
+    pub fn handle(&self) -> *mut c_void {
+        self.pamh
+    }
+
     pub fn prompts(&self) -> usize {
         self.data.prompts.load(Ordering::SeqCst)
     }
