@@ -183,6 +183,7 @@ impl TlsServer {
                 let (r, f, h, a) = (r.clone(), f.clone(), handler.clone(), acceptor.clone());
                 std::thread::spawn(move || {
                     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                    let _ = conn.set_nodelay(true);
                     match a.accept(conn) {
                         Ok(stream) => serve(stream, &r, &*h),
                         Err(_) => {
