@@ -594,10 +594,12 @@ fn read_config_file(path: &Path) -> Result<ConfigText, ConfigError> {
     }
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => Zeroizing::new(t.to_string()),
-        Err(e) => return Err(ConfigError(format!(
+        Err(e) => {
+            return Err(ConfigError(format!(
             "config file {shown} is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
             e.valid_up_to()
-        ))),
+        )))
+        }
     };
     Ok(ConfigText {
         text,

@@ -36,7 +36,12 @@ fn auth_with(server: &Server, config: &Path) -> i32 {
 fn refused(server: &Server, config: &Path) -> String {
     let capture = Capture::start();
     let before = server.count();
-    assert_eq!(auth_with(server, config), PAM_SERVICE_ERR, "{}", config.display());
+    assert_eq!(
+        auth_with(server, config),
+        PAM_SERVICE_ERR,
+        "{}",
+        config.display()
+    );
     assert_eq!(server.count(), before, "no server may be asked");
     let lines = capture.module_lines();
     let errors: Vec<&String> = lines
@@ -118,7 +123,10 @@ fn group_or_other_writable_is_refused_with_chmod_go_w() {
         let line = refused(&server, &cfg);
         assert_says(
             &line,
-            &["writable by group or other", &format!("chmod go-w {}", cfg.display())],
+            &[
+                "writable by group or other",
+                &format!("chmod go-w {}", cfg.display()),
+            ],
         );
     }
 }
@@ -151,7 +159,10 @@ fn an_oversized_file_is_refused() {
     }
     let cfg = config_file(dir.path(), &text, 0o600);
     let line = refused(&server, &cfg);
-    assert_says(&line, &["larger than 65536 bytes", "check that config= names"]);
+    assert_says(
+        &line,
+        &["larger than 65536 bytes", "check that config= names"],
+    );
     // Just under the cap is read.
     text.truncate(64 * 1024 - 1);
     text.push('\n');
@@ -172,7 +183,10 @@ fn not_a_regular_file_is_refused_without_waiting() {
     let started = Instant::now();
     let line = refused(&server, &fifo);
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_says(&line, &["not a regular file", "point config= at a regular file"]);
+    assert_says(
+        &line,
+        &["not a regular file", "point config= at a regular file"],
+    );
     // A directory; a device.
     let sub = dir.path().join("dir.conf");
     std::fs::create_dir(&sub).unwrap();
@@ -204,11 +218,18 @@ fn a_missing_file_names_the_path_to_check() {
 fn a_bad_line_is_named_by_file_and_line_number() {
     let server = server();
     let dir = TempDir::new("cfg");
-    let cfg = config_file(dir.path(), "# comment\n\ntimeout = 5\ncolour = blue\n", 0o600);
+    let cfg = config_file(
+        dir.path(),
+        "# comment\n\ntimeout = 5\ncolour = blue\n",
+        0o600,
+    );
     let line = refused(&server, &cfg);
     assert_says(
         &line,
-        &[&format!("{}: line 4", cfg.display()), "unknown option 'colour'"],
+        &[
+            &format!("{}: line 4", cfg.display()),
+            "unknown option 'colour'",
+        ],
     );
     let cfg = config_file(dir.path(), "timeout = 5\n\u{0}\u{ff}\n", 0o600);
     std::fs::write(&cfg, b"timeout = 5\n\xff\xfe\n").unwrap();

@@ -70,13 +70,17 @@ fn debug_logs_decisions_but_never_secrets() {
     let module: Vec<&String> = all.iter().filter(|m| m.contains("pam_mailauth(")).collect();
     // debug was on (the debug line is there), and both decisions were logged with who/where.
     assert!(
-        module.iter().any(|m| m.contains("asking backend=mailstore")),
+        module
+            .iter()
+            .any(|m| m.contains("asking backend=mailstore")),
         "{all:#?}"
     );
     assert!(
-        module.iter().any(|m| m.contains("auth: accepted for user 'john.doe'")
-            && m.contains("rhost=192.0.2.7")
-            && m.contains("backend=mailstore")),
+        module
+            .iter()
+            .any(|m| m.contains("auth: accepted for user 'john.doe'")
+                && m.contains("rhost=192.0.2.7")
+                && m.contains("backend=mailstore")),
         "{all:#?}"
     );
     assert!(

@@ -61,7 +61,10 @@ fn a_private_ca_in_cafile_verifies_the_servers_it_issued() {
     let other = Pki::new();
     let other_ca = other.ca("other-ca");
     let cafile = format!("cafile={}", other_ca.cert.display());
-    assert_eq!(line(&url, &cafile).auth(USER, PASSWORD), PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(
+        line(&url, &cafile).auth(USER, PASSWORD),
+        PAM_AUTHINFO_UNAVAIL
+    );
 }
 
 #[test]

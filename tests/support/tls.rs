@@ -61,8 +61,17 @@ impl Pki {
         args.extend(EC);
         let san = format!("subjectAltName={san}");
         args.extend([
-            "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=pam_mailauth test",
-            "-addext", &san,
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pam_mailauth test",
+            "-addext",
+            &san,
         ]);
         openssl(self.dir.path(), &args);
         f
