@@ -98,22 +98,31 @@ fn a_certificate_for_another_host_name_is_refused_even_with_cafile() {
 }
 
 #[test]
-fn the_refusal_tells_the_admin_it_was_the_certificate() {
+fn the_refusal_tells_the_admin_why_the_certificate_failed() {
     let pki = Pki::new();
-    let cert = pki.self_signed("self", "IP:127.0.0.1");
-    let server = mailstore_tls(&cert);
+    let ca = pki.ca("ca");
+    let self_signed = mailstore_tls(&pki.self_signed("self", "IP:127.0.0.1"));
+    let foreign = mailstore_tls(&pki.issued(&ca, "other", "DNS:mail.other.example"));
     let capture = Capture::start();
-    assert_eq!(
-        line(&server.url("127.0.0.1", "/"), "").auth(USER, PASSWORD),
-        PAM_AUTHINFO_UNAVAIL
-    );
-    let lines = capture.module_lines();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("backend unavailable") && l.to_lowercase().contains("certificate")),
-        "{lines:#?}"
-    );
+    let cafile = format!("cafile={}", ca.cert.display());
+    for (server, host, cafile, why) in [
+        (&self_signed, "127.0.0.1", "", "self-signed certificate"),
+        (&foreign, "localhost", &*cafile, "hostname mismatch"),
+        (&foreign, "127.0.0.1", &*cafile, "ip address mismatch"),
+    ] {
+        capture.clear();
+        assert_eq!(
+            line(&server.url(host, "/"), cafile).auth(USER, PASSWORD),
+            PAM_AUTHINFO_UNAVAIL
+        );
+        let lines = capture.module_lines();
+        assert!(
+            lines.iter().any(|l| l.contains("backend unavailable")
+                && l.contains("certificate verify failed")
+                && l.to_lowercase().contains(why)),
+            "{why}: {lines:#?}"
+        );
+    }
 }
 
 #[test]
