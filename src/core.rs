@@ -53,6 +53,9 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
         return PamError::AUTH_ERR;
     }
     let mapped = opts.mapping.apply(&user);
+    if mapped.is_empty() {
+        return nameless(host, &opts, Phase::Auth);
+    }
     if opts.debug {
         host.log(
             Level::Debug,
@@ -66,8 +69,18 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
         );
     }
     let started = Instant::now();
-    let answer = backend::for_options(&opts).verify(&mapped, &password);
+    let backend = backend::for_options(&opts);
+    let answer = backend.verify(&mapped, &password);
     drop(password);
+    for warning in backend.warnings() {
+        host.log(
+            Level::Warning,
+            &format!(
+                "auth: user '{user}' backend={}: {warning}",
+                opts.backend.name()
+            ),
+        );
+    }
     report(
         host,
         &opts,
@@ -94,6 +107,9 @@ pub fn account(host: &dyn Host, args: &[String]) -> PamError {
         _ => return PamError::USER_UNKNOWN,
     };
     let mapped = opts.mapping.apply(&user);
+    if mapped.is_empty() {
+        return nameless(host, &opts, Phase::Account);
+    }
     let started = Instant::now();
     let checked = backend::for_options(&opts).account(&mapped);
     match checked {
@@ -111,6 +127,16 @@ pub fn account(host: &dyn Host, args: &[String]) -> PamError {
         }
         None => authenticated_here(host, &user),
     }
+}
+
+/// The user-name mapping left nothing (`strip_domain` and a name like `@example.com`): no
+/// backend is asked about an empty name.
+fn nameless(host: &dyn Host, opts: &Options, phase: Phase) -> PamError {
+    host.log(
+        Level::Notice,
+        "user name is empty after mapping (strip_domain?): unknown user",
+    );
+    Verdict::UnknownUser.pam_code(phase, opts.leniency)
 }
 
 /// `pam_sm_setcred`: there are no credentials to set; say whether we took part.
@@ -189,4 +215,171 @@ fn report(
         Verdict::Unavailable(_) | Verdict::Misconfigured(_) => Level::Error,
     };
     host.log(level, &line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+
+    /// A scripted PAM handle: what the application would provide, and what the module did.
+    #[derive(Default)]
+    struct FakeHost {
+        user: String,
+        stacked: Option<&'static str>,
+        answer: Option<&'static str>,
+        prompts: Cell<usize>,
+        logs: RefCell<Vec<(Level, String)>>,
+        remembered: RefCell<Option<String>>,
+        delay: Cell<u32>,
+    }
+
+    impl Host for FakeHost {
+        fn service(&self) -> String {
+            "test".into()
+        }
+        fn user(&self) -> Result<String, PamError> {
+            Ok(self.user.clone())
+        }
+        fn rhost(&self) -> Option<String> {
+            Some("192.0.2.7".into())
+        }
+        fn stacked_password(&self) -> Option<Secret> {
+            self.stacked.map(Secret::new)
+        }
+        fn prompt_password(&self) -> Result<Secret, PamError> {
+            self.prompts.set(self.prompts.get() + 1);
+            self.answer.map(Secret::new).ok_or(PamError::CONV_ERR)
+        }
+        fn remember_authenticated(&self, user: &str) {
+            *self.remembered.borrow_mut() = Some(user.into());
+        }
+        fn authenticated_user(&self) -> Option<String> {
+            self.remembered.borrow().clone()
+        }
+        fn log(&self, level: Level, message: &str) {
+            self.logs.borrow_mut().push((level, message.into()));
+        }
+        fn fail_delay(&self, micros: u32) {
+            self.delay.set(micros);
+        }
+    }
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    // Port 9 (discard) on loopback: nothing listens, so any backend call is "unavailable".
+    const LINE: &str = "backend=mailstore url=http://127.0.0.1:9/ timeout=1";
+
+    #[test]
+    fn empty_password_never_reaches_the_backend() {
+        let host = FakeHost {
+            user: "alice".into(),
+            answer: Some(""),
+            ..Default::default()
+        };
+        assert_eq!(authenticate(&host, &args(LINE)), PamError::AUTH_ERR);
+        assert!(host
+            .logs
+            .borrow()
+            .iter()
+            .any(|(_, m)| m.contains("empty password")));
+        assert!(!host
+            .logs
+            .borrow()
+            .iter()
+            .any(|(_, m)| m.contains("backend unavailable")));
+    }
+
+    #[test]
+    fn password_sources() {
+        let host = FakeHost {
+            user: "a".into(),
+            answer: Some("x"),
+            ..Default::default()
+        };
+        assert_eq!(
+            authenticate(&host, &args(&format!("{LINE} use_first_pass"))),
+            PamError::AUTH_ERR
+        );
+        assert_eq!(host.prompts.get(), 0);
+        let host = FakeHost {
+            user: "a".into(),
+            stacked: Some("x"),
+            answer: Some("y"),
+            ..Default::default()
+        };
+        authenticate(&host, &args(&format!("{LINE} try_first_pass")));
+        assert_eq!(host.prompts.get(), 0);
+        authenticate(&host, &args(LINE));
+        assert_eq!(
+            host.prompts.get(),
+            1,
+            "without a *_first_pass option the module asks itself"
+        );
+    }
+
+    #[test]
+    fn configuration_error_is_logged_by_key() {
+        let host = FakeHost {
+            user: "a".into(),
+            answer: Some("x"),
+            ..Default::default()
+        };
+        assert_eq!(
+            authenticate(&host, &args(&format!("{LINE} colour=blue"))),
+            PamError::SERVICE_ERR
+        );
+        assert_eq!(
+            account(&host, &args(&format!("{LINE} colour=blue"))),
+            PamError::SERVICE_ERR
+        );
+        let logs = host.logs.borrow();
+        assert!(
+            logs.iter()
+                .all(|(l, m)| *l == Level::Error && m.contains("'colour'")),
+            "{logs:?}"
+        );
+        assert_eq!(host.prompts.get(), 0);
+    }
+
+    #[test]
+    fn unavailable_is_logged_with_the_reason_and_fail_delay_is_requested() {
+        let host = FakeHost {
+            user: "a".into(),
+            answer: Some("x"),
+            ..Default::default()
+        };
+        let code = authenticate(
+            &host,
+            &args(&format!("{LINE} fail_delay=250 ignore_authinfo_unavail")),
+        );
+        assert_eq!(code, PamError::IGNORE);
+        assert_eq!(host.delay.get(), 250_000);
+        let logs = host.logs.borrow();
+        let line = &logs.iter().find(|(l, _)| *l == Level::Error).unwrap().1;
+        assert!(
+            line.contains("backend unavailable")
+                && line.contains("127.0.0.1:9")
+                && line.contains("rhost=192.0.2.7"),
+            "{line}"
+        );
+        assert!(host.remembered.borrow().is_none());
+    }
+
+    #[test]
+    fn account_and_setcred_follow_what_auth_remembered() {
+        let host = FakeHost {
+            user: "a".into(),
+            ..Default::default()
+        };
+        assert_eq!(account(&host, &args(LINE)), PamError::IGNORE);
+        assert_eq!(setcred(&host), PamError::IGNORE);
+        host.remember_authenticated("a");
+        assert_eq!(account(&host, &args(LINE)), PamError::SUCCESS);
+        assert_eq!(setcred(&host), PamError::SUCCESS);
+        host.remember_authenticated("someone else");
+        assert_eq!(setcred(&host), PamError::IGNORE);
+    }
 }

@@ -122,6 +122,8 @@ pub struct Options {
     // kopano
     pub dsn: Option<Secret>,
     pub file: Option<PathBuf>,
+    /// kopano-server's unix socket for the SOAP logon (pam_mapi's `socket=`).
+    pub socket: Option<PathBuf>,
     pub features: Vec<String>,
     pub disabled_features: Vec<String>,
     #[cfg(feature = "fault-injection")]
@@ -177,6 +179,7 @@ impl Default for Options {
             method: LoginMethod::Post,
             dsn: None,
             file: None,
+            socket: None,
             features: Vec::new(),
             disabled_features: vec!["imap".into(), "pop3".into()],
             #[cfg(feature = "fault-injection")]
@@ -398,6 +401,18 @@ impl Builder {
                 o.dsn = Some(Secret::new(dsn))
             }
             "file" => o.file = Some(PathBuf::from(need("/path/to/hashes")?)),
+            "socket" => {
+                // pam_mapi wrote the socket as a URL: file:///var/run/kopano/server.sock.
+                let v = need("/var/run/kopano/server.sock")?;
+                let path = v.strip_prefix("file://").unwrap_or(v);
+                if !path.starts_with('/') {
+                    return Err(ConfigError(format!(
+                        "socket '{v}' must be the absolute path of kopano-server's unix socket \
+                         (for http:// or https:// use url=)"
+                    )));
+                }
+                o.socket = Some(PathBuf::from(path))
+            }
             "feature" => o.features = feature_list(key, need("imap|pop3")?)?,
             "disabled_features" => o.disabled_features = feature_list(key, need("imap|pop3")?)?,
             #[cfg(feature = "fault-injection")]
@@ -430,10 +445,22 @@ impl Builder {
         }
         match backend {
             BackendKind::Kopano => {
-                let sources = [!o.urls.is_empty(), o.dsn.is_some(), o.file.is_some()];
+                let sources = [
+                    !o.urls.is_empty(),
+                    o.socket.is_some(),
+                    o.dsn.is_some(),
+                    o.file.is_some(),
+                ];
                 if sources.iter().filter(|s| **s).count() != 1 {
                     return Err(ConfigError(
-                        "backend=kopano needs exactly one of dsn=, file= or url=".into(),
+                        "backend=kopano needs exactly one of dsn=, file=, url= or socket=".into(),
+                    ));
+                }
+                if !o.features.is_empty() && o.dsn.is_none() && o.file.is_none() {
+                    return Err(ConfigError(
+                        "feature= needs dsn= or file=: kopano-server's logon does not report \
+                         a user's features"
+                            .into(),
                     ));
                 }
             }
@@ -441,9 +468,9 @@ impl Builder {
                 if o.urls.is_empty() {
                     return Err(ConfigError(format!("backend={name} needs url=")));
                 }
-                if o.dsn.is_some() || o.file.is_some() {
+                if o.dsn.is_some() || o.file.is_some() || o.socket.is_some() {
                     return Err(ConfigError(format!(
-                        "dsn= and file= are for backend=kopano, not {name}"
+                        "dsn=, file= and socket= are for backend=kopano, not {name}"
                     )));
                 }
             }
@@ -663,6 +690,14 @@ mod tests {
         assert!(parse(&["backend=kopano"]).is_err());
         assert!(parse(&["backend=kopano", "file=/x", "url=http://a/"]).is_err());
         assert!(parse(&["backend=kopano", "url=http://localhost:236/"]).is_ok());
+        assert!(parse(&["backend=kopano", "socket=/var/run/kopano/server.sock"]).is_ok());
+        assert!(parse(&["backend=kopano", "socket=/s", "url=http://a/"]).is_err());
+        let o = parse(&["backend=kopano", "socket=file:///var/run/zarafa"]).unwrap();
+        assert_eq!(o.socket, Some(PathBuf::from("/var/run/zarafa")));
+        assert!(parse(&["backend=kopano", "socket=http://localhost:236/"]).is_err());
+        assert!(parse(&["backend=kopano", "socket=/s", "feature=imap"]).is_err());
+        assert!(parse(&["backend=kopano", "file=/x", "feature=imap|pop3"]).is_ok());
+        assert!(parse(&["backend=mailstore", "url=http://a/", "socket=/s"]).is_err());
     }
 
     #[test]

@@ -1,23 +1,719 @@
-//! backend=axigen: not implemented yet (see the open issue for it).
+//! Axigen (protocols.md "Axigen WebMail"; seed 003, Axigen's "Special HSP Requests").
+//!
+//! `api=webmail` (default) logs in to WebMail's HSP front door, `action=login&username=U&
+//! password=P&custom=ajax` against the WebMail root, as a form POST (`method=post`, default:
+//! the password stays out of URLs and access logs) or as the SSO document's exact GET query
+//! (`method=get`). Success has one documented shape: `303` with `Set-Cookie: _hmail=<cookie
+//! key>` and `Location: /?_h=<url key>`, and/or the body `{ success: true, sessionKey: "..." }`
+//! (unquoted keys: not strict JSON). The 303 is read, never followed. Failure is not
+//! documented: a normal (2xx or 303) answer without the success shape is a refusal; 5xx,
+//! other statuses, timeouts and transport errors are "unavailable". Every login that was
+//! handed session keys is logged out again (`action=logout`, `_h`, the `_hmail` cookie), so
+//! SMTP AUTH does not leave a WebMail session behind per message; a failed logout is a
+//! warning, not a different verdict.
+//!
+//! `api=rest` uses the Mailbox API (Axigen X4 / 10.4 and later): `POST /api/v1/login` with
+//! Basic credentials answers `200 {"sessid": "..."}` or `401`. The API documents no logout
+//! call, so that session is left to expire on the server.
 
 use super::{Answer, Backend};
-use crate::options::Options;
+use crate::http::{self, failover, form_encode, read_capped, Attempt, AUTH_BODY_CAP};
+use crate::options::{AxigenApi, LoginMethod, Options};
 use crate::secret::Secret;
 use crate::verdict::Verdict;
+use reqwest::blocking::Client;
+use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{StatusCode, Url};
+use std::cell::RefCell;
+
+/// The Mailbox API's login endpoint, relative to the Axigen WebMail/API root.
+const REST_LOGIN_PATH: &str = "/api/v1/login";
 
 pub struct Axigen<'a> {
-    #[allow(dead_code)]
     opts: &'a Options,
+    /// Reported by `warnings()` after the verdict (a session left open, and why).
+    warnings: RefCell<Vec<String>>,
 }
 
 impl<'a> Axigen<'a> {
     pub fn new(opts: &'a Options) -> Self {
-        Axigen { opts }
+        Axigen {
+            opts,
+            warnings: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn warn(&self, text: String) {
+        self.warnings.borrow_mut().push(text);
+    }
+
+    /// One WebMail login against one URL (the WebMail root).
+    fn webmail_login(&self, client: &Client, root: &str, user: &str, password: &Secret) -> Attempt {
+        let Ok(root_url) = Url::parse(root) else {
+            return Attempt::NextUrl("url is not a URL".into());
+        };
+        // The same fields, in the document's order, for both methods.
+        let fields = Secret::new(format!(
+            "action=login&username={}&password={}&custom=ajax",
+            form_encode(user),
+            form_encode(password.expose())
+        ));
+        let request = match self.opts.method {
+            LoginMethod::Post => client
+                .post(root_url.clone())
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(fields.expose().to_string()),
+            LoginMethod::Get => {
+                // The SSO document's own form: the password IS in this URL. Nothing below
+                // prints it: error texts come from http::describe, which leaves URLs out.
+                let mut url = root_url.clone();
+                url.set_query(Some(fields.expose()));
+                client.get(url)
+            }
+        };
+        drop(fields);
+        let response = match http::send(request, self.opts) {
+            Ok(r) => r,
+            Err(attempt) => return attempt,
+        };
+        let status = response.status();
+        if status.is_server_error() {
+            return Attempt::NextUrl(format!("WebMail answered HTTP {}", status.as_u16()));
+        }
+        if !(status.is_success() || status == StatusCode::SEE_OTHER) {
+            let why = if status.is_redirection() {
+                "a redirect that is not WebMail's 303 login answer (not followed: check url=)"
+            } else {
+                "not a WebMail login answer (check url=: it must be the WebMail root)"
+            };
+            return Attempt::NextUrl(format!("HTTP {}: {why}", status.as_u16()));
+        }
+        // Keys are read before the body: whatever happens next, a session the server opened
+        // is closed again.
+        let keys = SessionKeys::from_headers(response.headers(), &root_url);
+        let body = read_capped(response, AUTH_BODY_CAP, self.opts);
+        let attempt = match &body {
+            Err(why) => Attempt::NextUrl(why.clone()),
+            Ok(body) => Attempt::Answer(decide(status, keys.as_ref(), body)),
+        };
+        match (&keys, &attempt) {
+            (Some(keys), _) => self.logout(client, &root_url, keys),
+            (None, Attempt::Answer(Verdict::Accepted)) => self.warn(format!(
+                "WebMail session on {} may be left open: the login answer carried no \
+                 _hmail cookie and _h key to log out with",
+                http::host_of(root)
+            )),
+            _ => {}
+        }
+        attempt
+    }
+
+    /// Ends a WebMail session: `action=logout` with its `_h` key (in the query, where WebMail
+    /// expects it) and its `_hmail` cookie, bounded by the same timeout. Never changes the
+    /// verdict; a failure becomes a warning.
+    fn logout(&self, client: &Client, root: &Url, keys: &SessionKeys) {
+        let mut url = root.clone();
+        url.set_query(Some(&format!(
+            "_h={}&action=logout",
+            form_encode(&keys.url_key)
+        )));
+        let request = client
+            .get(url)
+            .header(COOKIE, format!("_hmail={}", keys.cookie_key));
+        let outcome = match http::send(request, self.opts) {
+            Err(Attempt::NextUrl(why)) => Err(why),
+            Err(Attempt::Answer(_)) => Err("no answer".into()),
+            Ok(response) => {
+                let status = response.status();
+                // Drain (capped) so the connection can be reused; the content is not needed.
+                let _ = read_capped(response, AUTH_BODY_CAP, self.opts);
+                if status.is_client_error() || status.is_server_error() {
+                    Err(format!("logout answered HTTP {}", status.as_u16()))
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        if let Err(why) = outcome {
+            self.warn(format!(
+                "WebMail session on {} not closed ({why}); it stays open until WebMail's \
+                 session timeout",
+                http::host_of(root.as_str())
+            ));
+        }
+    }
+
+    /// One Mailbox API login against one URL (the Axigen root).
+    fn rest_login(&self, client: &Client, root: &str, user: &str, password: &Secret) -> Attempt {
+        let Some(url) = rest_login_url(root) else {
+            return Attempt::NextUrl("url is not a URL".into());
+        };
+        // The documented request is the Authorization header alone: no body.
+        let request = client.post(url).basic_auth(user, Some(password.expose()));
+        let response = match http::send(request, self.opts) {
+            Ok(r) => r,
+            Err(attempt) => return attempt,
+        };
+        match response.status() {
+            StatusCode::OK => match read_capped(response, AUTH_BODY_CAP, self.opts) {
+                Ok(body) => match parse_rest_answer(&body) {
+                    // The API documents no logout: the session id is left to expire.
+                    Some(_sessid) => Attempt::Answer(Verdict::Accepted),
+                    None => Attempt::NextUrl("HTTP 200 without a session id (sessid)".into()),
+                },
+                Err(why) => Attempt::NextUrl(why),
+            },
+            StatusCode::UNAUTHORIZED => Attempt::Answer(Verdict::Refused),
+            status => Attempt::NextUrl(format!(
+                "Mailbox API answered HTTP {} (is it Axigen X4/10.4 or later, with the API enabled?)",
+                status.as_u16()
+            )),
+        }
     }
 }
 
 impl Backend for Axigen<'_> {
-    fn verify(&self, _user: &str, _password: &Secret) -> Answer {
-        Verdict::Misconfigured("backend=axigen is not implemented in this version".into()).into()
+    fn verify(&self, user: &str, password: &Secret) -> Answer {
+        match self.opts.api {
+            AxigenApi::Webmail => failover(self.opts, |client, url| {
+                self.webmail_login(client, url, user, password)
+            }),
+            AxigenApi::Rest => {
+                if user.contains(':') {
+                    // HTTP Basic cannot carry it: "a:b" + "c" would reach Axigen as user "a"
+                    // with password "b:c". No Axigen account name contains a colon.
+                    self.warn(
+                        "user name contains ':', which HTTP Basic cannot carry: refused \
+                         without asking Axigen"
+                            .into(),
+                    );
+                    return Verdict::Refused.into();
+                }
+                failover(self.opts, |client, url| {
+                    self.rest_login(client, url, user, password)
+                })
+            }
+        }
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.borrow().clone()
+    }
+}
+
+/// The verdict of a normal (2xx or 303) login answer. An explicit `success: false` wins over
+/// anything the headers say; otherwise either documented success shape is enough.
+fn decide(status: StatusCode, keys: Option<&SessionKeys>, body: &[u8]) -> Verdict {
+    match parse_login_answer(body) {
+        Some(LoginAnswer::Failure) => Verdict::Refused,
+        Some(LoginAnswer::Success { .. }) => Verdict::Accepted,
+        None if status == StatusCode::SEE_OTHER && keys.is_some() => Verdict::Accepted,
+        None => Verdict::Refused,
+    }
+}
+
+/// The two keys WebMail hands out with a session: the cookie key (`_hmail`) and the URL key
+/// (`_h`). Both are needed to address, and so to close, that session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKeys {
+    pub cookie_key: String,
+    pub url_key: String,
+}
+
+impl SessionKeys {
+    /// Both keys of a login answer (`Set-Cookie: _hmail=...`, `Location: /?_h=...`), or
+    /// `None` unless both are present and well-formed.
+    pub fn from_headers(headers: &HeaderMap, base: &Url) -> Option<SessionKeys> {
+        let cookie_key = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(hmail_cookie)?;
+        let location = headers.get(LOCATION)?.to_str().ok()?;
+        let url_key = url_key(location, base)?;
+        Some(SessionKeys {
+            cookie_key,
+            url_key,
+        })
+    }
+}
+
+/// The `_hmail` value of one `Set-Cookie` header value (`_hmail=KEY;Path=/;Version=1;`).
+pub fn hmail_cookie(set_cookie: &str) -> Option<String> {
+    let pair = set_cookie.split(';').next()?;
+    let (name, value) = pair.split_once('=')?;
+    if name.trim() != "_hmail" {
+        return None;
+    }
+    let value = value.trim();
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    let cookie_octet =
+        |b: u8| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E);
+    (!value.is_empty() && value.bytes().all(cookie_octet)).then(|| value.to_string())
+}
+
+/// The `_h` key of a `Location` value, relative (`/?_h=KEY`, as WebMail sends it) or
+/// absolute. `None` without exactly one non-empty, printable `_h`.
+pub fn url_key(location: &str, base: &Url) -> Option<String> {
+    let url = base.join(location.trim()).ok()?;
+    let mut keys = url
+        .query_pairs()
+        .filter(|(k, _)| k == "_h")
+        .map(|(_, v)| v.into_owned());
+    let key = keys.next()?;
+    if keys.next().is_some() {
+        return None;
+    }
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_graphic())).then_some(key)
+}
+
+/// The Mailbox API login URL under an Axigen root (`https://mail.example.com/` →
+/// `https://mail.example.com/api/v1/login`); a URL that already names it is kept.
+pub fn rest_login_url(root: &str) -> Option<Url> {
+    let mut url = Url::parse(root).ok()?;
+    let path = url.path().trim_end_matches('/').to_string();
+    if !path.ends_with(REST_LOGIN_PATH) {
+        url.set_path(&format!("{path}{REST_LOGIN_PATH}"));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    Some(url)
+}
+
+/// What a WebMail `custom=ajax` login body says, when it says something definite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginAnswer {
+    /// `{ success: true, sessionKey: "<non-empty>" }`
+    Success { session_key: String },
+    /// `{ success: false, ... }`
+    Failure,
+}
+
+/// Reads a WebMail login body: the document's `{ success: true, sessionKey: "..." }`
+/// (unquoted keys) or the same in strict JSON. `None` for anything else, HTML login pages
+/// included. Exposed for the fuzz targets.
+pub fn parse_login_answer(body: &[u8]) -> Option<LoginAnswer> {
+    let members = parse_object(body)?;
+    match member(&members, "success")? {
+        Value::Bool(true) => match member(&members, "sessionKey")? {
+            Value::Str(key) if !key.is_empty() => Some(LoginAnswer::Success {
+                session_key: key.clone(),
+            }),
+            _ => None,
+        },
+        Value::Bool(false) => Some(LoginAnswer::Failure),
+        _ => None,
+    }
+}
+
+/// The session id of a Mailbox API login answer (`{"sessid": "..."}`, also with the unquoted
+/// key the documentation prints); `None` without a non-empty one. Exposed for fuzz targets.
+pub fn parse_rest_answer(body: &[u8]) -> Option<String> {
+    match member(&parse_object(body)?, "sessid")? {
+        Value::Str(id) if !id.is_empty() => Some(id.clone()),
+        _ => None,
+    }
+}
+
+/// A member value of a JavaScript object literal as WebMail writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Bool(bool),
+    Null,
+    Str(String),
+    Number,
+    /// An object or array: well-formed, contents not kept.
+    Nested,
+}
+
+fn member<'m>(members: &'m [(String, Value)], key: &str) -> Option<&'m Value> {
+    members.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// Nesting deeper than this is not an answer WebMail gives (and bounds the recursion).
+const MAX_DEPTH: usize = 16;
+
+/// Parses one object: strict JSON, or with identifier keys (`{ success: true }`). Strings
+/// are JSON strings (double quotes, JSON escapes); values are strings, numbers, `true`,
+/// `false`, `null`, objects and arrays. A key given twice makes the whole object `None`:
+/// `{ success: false, success: true }` has no honest reading.
+pub fn parse_object(body: &[u8]) -> Option<Vec<(String, Value)>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+    };
+    p.ws();
+    let members = p.object(0)?;
+    p.ws();
+    (p.i == p.s.len()).then_some(members)
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, b: u8) -> Option<()> {
+        if self.peek() == Some(b) {
+            self.i += 1;
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Option<Vec<(String, Value)>> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.eat(b'{')?;
+        self.ws();
+        let mut members: Vec<(String, Value)> = Vec::new();
+        if self.eat(b'}').is_some() {
+            return Some(members);
+        }
+        loop {
+            let key = self.key()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            let value = self.value(depth)?;
+            if members.iter().any(|(k, _)| *k == key) {
+                return None;
+            }
+            members.push((key, value));
+            self.ws();
+            if self.eat(b',').is_some() {
+                self.ws();
+                continue;
+            }
+            self.eat(b'}')?;
+            return Some(members);
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.eat(b'[')?;
+        self.ws();
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            self.value(depth)?;
+            self.ws();
+            if self.eat(b',').is_some() {
+                self.ws();
+                continue;
+            }
+            return self.eat(b']');
+        }
+    }
+
+    fn key(&mut self) -> Option<String> {
+        let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$';
+        match self.peek()? {
+            b'"' => self.string(),
+            c if ident(c) && !c.is_ascii_digit() => {
+                let start = self.i;
+                while self.peek().is_some_and(ident) {
+                    self.i += 1;
+                }
+                std::str::from_utf8(&self.s[start..self.i])
+                    .ok()
+                    .map(str::to_string)
+            }
+            _ => None,
+        }
+    }
+
+    /// A JSON string, decoded by serde_json once its end is found.
+    fn string(&mut self) -> Option<String> {
+        let start = self.i;
+        self.eat(b'"')?;
+        loop {
+            match self.peek()? {
+                b'\\' => self.i += 2,
+                b'"' => {
+                    self.i += 1;
+                    break;
+                }
+                _ => self.i += 1,
+            }
+        }
+        let token = std::str::from_utf8(self.s.get(start..self.i)?).ok()?;
+        serde_json::from_str::<String>(token).ok()
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if !self.s.get(self.i..)?.starts_with(word) {
+            return None;
+        }
+        let after = self.s.get(self.i + word.len()).copied();
+        if after.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$') {
+            return None;
+        }
+        self.i += word.len();
+        Some(())
+    }
+
+    /// JSON's number grammar, value not kept.
+    fn number(&mut self) -> Option<()> {
+        let digits = |p: &mut Self| {
+            let start = p.i;
+            while p.peek().is_some_and(|c| c.is_ascii_digit()) {
+                p.i += 1;
+            }
+            (p.i > start).then_some(())
+        };
+        let _ = self.eat(b'-');
+        if self.eat(b'0').is_none() {
+            if !self.peek().is_some_and(|c| (b'1'..=b'9').contains(&c)) {
+                return None;
+            }
+            digits(self)?;
+        }
+        if self.eat(b'.').is_some() {
+            digits(self)?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            digits(self)?;
+        }
+        Some(())
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Value> {
+        match self.peek()? {
+            b'"' => self.string().map(Value::Str),
+            b't' => self.literal(b"true").map(|_| Value::Bool(true)),
+            b'f' => self.literal(b"false").map(|_| Value::Bool(false)),
+            b'n' => self.literal(b"null").map(|_| Value::Null),
+            b'{' => self.object(depth + 1).map(|_| Value::Nested),
+            b'[' => self.array(depth + 1).map(|_| Value::Nested),
+            b'-' | b'0'..=b'9' => self.number().map(|_| Value::Number),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn the_documented_body_and_strict_json() {
+        let ok = LoginAnswer::Success {
+            session_key: "f2531832aba5b28a947b35dfe3481b54".into(),
+        };
+        assert_eq!(
+            parse_login_answer(
+                b"{ success: true, sessionKey: \"f2531832aba5b28a947b35dfe3481b54\" }"
+            ),
+            Some(ok.clone())
+        );
+        assert_eq!(
+            parse_login_answer(
+                b"{\"success\":true,\"sessionKey\":\"f2531832aba5b28a947b35dfe3481b54\"}\r\n"
+            ),
+            Some(ok.clone())
+        );
+        assert_eq!(
+            parse_login_answer(
+                b"\xef\xbb\xbf{\n success : true ,\n sessionKey : \"f2531832aba5b28a947b35dfe3481b54\",\n user: {\"name\": \"x\", tags: [1, -2.5e3, null]}\n}"
+            ),
+            Some(ok)
+        );
+        assert_eq!(
+            parse_login_answer(b"{ success: false, errorCode: 5, errorMessage: \"Invalid\" }"),
+            Some(LoginAnswer::Failure)
+        );
+        assert_eq!(
+            parse_login_answer(b"{\"success\": true, \"sessionKey\": \"a\\\"b\\u00e9\"}"),
+            Some(LoginAnswer::Success {
+                session_key: "a\"b\u{e9}".into()
+            })
+        );
+    }
+
+    #[test]
+    fn nothing_looser() {
+        for bad in [
+            &b""[..],
+            b"success: true",
+            b"{ success: true }",
+            b"{ success: true, sessionKey: \"\" }",
+            b"{ success: true, sessionKey: 5 }",
+            b"{ success: \"true\", sessionKey: \"k\" }",
+            b"{ success: 1, sessionKey: \"k\" }",
+            b"{ success: yes, sessionKey: \"k\" }",
+            b"{ success: true, sessionKey: 'k' }",
+            b"{ success: true, sessionKey: \"k\", }",
+            b"{ success: true, sessionKey: \"k\" } trailing",
+            b"{ success: true sessionKey: \"k\" }",
+            b"{ success: false, success: true, sessionKey: \"k\" }",
+            b"{ success: truefalse, sessionKey: \"k\" }",
+            b"{ 1success: true, sessionKey: \"k\" }",
+            b"{ success: true, sessionKey: \"k\\\" }",
+            b"{ success: true, sessionKey: \"k\nk\" }",
+            b"{ success: true, sessionKey: \"k\", n: 01 }",
+            b"{ success: true, sessionKey: \"k\", n: - }",
+            b"[{ success: true, sessionKey: \"k\" }]",
+            b"<html><body>{ success: true, sessionKey: \"k\" }</body></html>",
+            b"{ success: true, sessionKey: \"\xff\" }",
+        ] {
+            assert_eq!(
+                parse_login_answer(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn rest_session_id() {
+        assert_eq!(
+            parse_rest_answer(b"{\"sessid\": \"0123abcd\"}"),
+            Some("0123abcd".into())
+        );
+        assert_eq!(
+            parse_rest_answer(b"{ sessid: \"0123abcd\" }"),
+            Some("0123abcd".into())
+        );
+        assert_eq!(parse_rest_answer(b"{\"sessid\": \"\"}"), None);
+        assert_eq!(parse_rest_answer(b"{\"sessid\": 12}"), None);
+        assert_eq!(parse_rest_answer(b"{}"), None);
+    }
+
+    #[test]
+    fn deep_or_random_input_never_panics() {
+        let deep = "[".repeat(100_000);
+        assert_eq!(parse_object(format!("{{a:{deep}}}").as_bytes()), None);
+        let seed = b"{ success: true, sessionKey: \"f25\\u00e9\", n: [-0.5e+3, {a: null}] }";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let mut input = seed.to_vec();
+            for _ in 0..3 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = (state % input.len() as u64) as usize;
+                match state % 3 {
+                    0 => input[at] = (state >> 24) as u8,
+                    1 => {
+                        input.remove(at);
+                    }
+                    _ => input.truncate(at),
+                }
+                if input.is_empty() {
+                    break;
+                }
+            }
+            let _ = parse_login_answer(&input);
+            let _ = parse_rest_answer(&input);
+        }
+    }
+
+    #[test]
+    fn session_keys_from_the_documented_headers() {
+        let base = Url::parse("https://webmail.example.com/").unwrap();
+        let mut h = HeaderMap::new();
+        h.append(SET_COOKIE, HeaderValue::from_static("other=1; Path=/"));
+        h.append(
+            SET_COOKIE,
+            HeaderValue::from_static("_hmail=485876d52164154bf7a98840940195cb;Path=/;Version=1;"),
+        );
+        h.insert(
+            LOCATION,
+            HeaderValue::from_static("/?_h=242fa2fea1d86d902341edb8331df405"),
+        );
+        assert_eq!(
+            SessionKeys::from_headers(&h, &base),
+            Some(SessionKeys {
+                cookie_key: "485876d52164154bf7a98840940195cb".into(),
+                url_key: "242fa2fea1d86d902341edb8331df405".into(),
+            })
+        );
+        h.insert(
+            LOCATION,
+            HeaderValue::from_static("https://webmail.example.com/index.hsp?x=1&_h=abc"),
+        );
+        assert_eq!(SessionKeys::from_headers(&h, &base).unwrap().url_key, "abc");
+        for bad in ["/", "/?_h=", "/?_h=a&_h=b", "/?h=abc"] {
+            h.insert(LOCATION, HeaderValue::from_str(bad).unwrap());
+            assert_eq!(SessionKeys::from_headers(&h, &base), None, "{bad}");
+        }
+        assert_eq!(hmail_cookie("_hmail=\"q1\"; Path=/"), Some("q1".into()));
+        assert_eq!(hmail_cookie("_hmail=; Max-Age=0"), None);
+        assert_eq!(hmail_cookie("_hmailx=abc"), None);
+        assert_eq!(hmail_cookie("_hmail=a b"), None);
+    }
+
+    #[test]
+    fn decisions() {
+        let keys = SessionKeys {
+            cookie_key: "c".into(),
+            url_key: "u".into(),
+        };
+        let body = b"{ success: true, sessionKey: \"s\" }";
+        let page = b"<html><form>Invalid username or password</form></html>";
+        let see_other = StatusCode::SEE_OTHER;
+        assert_eq!(decide(see_other, Some(&keys), body), Verdict::Accepted);
+        assert_eq!(decide(see_other, Some(&keys), b""), Verdict::Accepted);
+        assert_eq!(decide(StatusCode::OK, None, body), Verdict::Accepted);
+        assert_eq!(decide(see_other, None, b""), Verdict::Refused);
+        assert_eq!(decide(StatusCode::OK, Some(&keys), page), Verdict::Refused);
+        assert_eq!(decide(StatusCode::OK, None, page), Verdict::Refused);
+        assert_eq!(
+            decide(see_other, Some(&keys), b"{ success: false }"),
+            Verdict::Refused
+        );
+    }
+
+    #[test]
+    fn rest_url_under_the_root() {
+        for (root, want) in [
+            (
+                "https://m.example.com",
+                "https://m.example.com/api/v1/login",
+            ),
+            (
+                "https://m.example.com/",
+                "https://m.example.com/api/v1/login",
+            ),
+            (
+                "https://m.example.com/ax/",
+                "https://m.example.com/ax/api/v1/login",
+            ),
+            (
+                "https://m.example.com/api/v1/login",
+                "https://m.example.com/api/v1/login",
+            ),
+        ] {
+            assert_eq!(rest_login_url(root).unwrap().as_str(), want);
+        }
     }
 }

@@ -1,12 +1,19 @@
-//! backend=james: not implemented yet (see the open issue for it).
+//! Apache James / Linagora TMail webadmin (protocols.md; seed 001).
+//!
+//! `POST /users/{user}/verify` with `{"password": "..."}` answers 204 for the right password
+//! and 401 otherwise (James does not tell unknown users apart, by design). The account phase
+//! asks `HEAD /users/{user}`: 200 exists, 404 does not. Every request carries the webadmin
+//! JWT (`token`, config file only) as a Bearer credential.
 
 use super::{Answer, Backend};
+use crate::http::{self, failover, read_capped, Attempt, AUTH_BODY_CAP};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use reqwest::StatusCode;
 
 pub struct James<'a> {
-    #[allow(dead_code)]
     opts: &'a Options,
 }
 
@@ -14,10 +21,89 @@ impl<'a> James<'a> {
     pub fn new(opts: &'a Options) -> Self {
         James { opts }
     }
+
+    fn token(&self) -> &str {
+        self.opts.token.as_ref().map_or("", |t| t.expose())
+    }
+}
+
+/// `{base}/users/{user}{suffix}`, the user percent-encoded as one path segment (`@` and `+`
+/// are common in mail addresses; `/` or `..` must not change the path).
+pub fn user_url(base: &str, user: &str, suffix: &str) -> String {
+    let segment = utf8_percent_encode(user, NON_ALPHANUMERIC);
+    format!("{}/users/{segment}{suffix}", base.trim_end_matches('/'))
+}
+
+/// What James said, beyond the statuses that decide: our own token rejected, or anything odd.
+fn unexpected(status: StatusCode) -> Attempt {
+    match status {
+        StatusCode::FORBIDDEN => {
+            Attempt::NextUrl("webadmin refused the module's token (HTTP 403): check token=".into())
+        }
+        s => Attempt::NextUrl(format!("unexpected HTTP {}", s.as_u16())),
+    }
 }
 
 impl Backend for James<'_> {
-    fn verify(&self, _user: &str, _password: &Secret) -> Answer {
-        Verdict::Misconfigured("backend=james is not implemented in this version".into()).into()
+    fn verify(&self, user: &str, password: &Secret) -> Answer {
+        let body = Secret::new(serde_json::json!({ "password": password.expose() }).to_string());
+        failover(self.opts, |client, base| {
+            let request = client
+                .post(user_url(base, user, "/verify"))
+                .bearer_auth(self.token())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.expose().to_string());
+            let response = match http::send(request, self.opts) {
+                Ok(r) => r,
+                Err(attempt) => return attempt,
+            };
+            let status = response.status();
+            // Drain (bounded) so the kept-alive connection can be reused.
+            let _ = read_capped(response, AUTH_BODY_CAP, self.opts);
+            match status {
+                StatusCode::NO_CONTENT => Attempt::Answer(Verdict::Accepted),
+                // 401 is James's answer for a wrong password or an unknown user, but also for a
+                // bad webadmin token; the account phase (HEAD) tells the admin which.
+                StatusCode::UNAUTHORIZED => Attempt::Answer(Verdict::Refused),
+                s => unexpected(s),
+            }
+        })
+    }
+
+    fn account(&self, user: &str) -> Option<Answer> {
+        Some(failover(self.opts, |client, base| {
+            let request = client
+                .head(user_url(base, user, ""))
+                .bearer_auth(self.token());
+            let response = match http::send(request, self.opts) {
+                Ok(r) => r,
+                Err(attempt) => return attempt,
+            };
+            match response.status() {
+                StatusCode::OK | StatusCode::NO_CONTENT => Attempt::Answer(Verdict::Accepted),
+                StatusCode::NOT_FOUND => Attempt::Answer(Verdict::UnknownUser),
+                StatusCode::UNAUTHORIZED => Attempt::NextUrl(
+                    "webadmin refused the module's token (HTTP 401): check token=".into(),
+                ),
+                s => unexpected(s),
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_is_one_encoded_path_segment() {
+        assert_eq!(
+            user_url("http://h:8000/", "a+b@x.org", "/verify"),
+            "http://h:8000/users/a%2Bb%40x%2Eorg/verify"
+        );
+        assert_eq!(
+            user_url("http://h", "../admin", ""),
+            "http://h/users/%2E%2E%2Fadmin"
+        );
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! `POST url` with a form body: `cmd=auth&user=U&pass=P` answers `{"succeeded": true|false}`,
 //! which MailStore's own examples print as `{ succeeded: true }` (an unquoted key) and serve as
-//! `text/json`. `cmd=list` returns the user directory, consulted by the account phase only with
-//! `account=check`. The endpoint may demand Basic credentials (`http_user`/`http_password`).
+//! `text/json`. `cmd=list` returns the user directory, consulted only with `account=check`: by
+//! the account phase, and after a refused `cmd=auth` to tell an unknown user from a wrong
+//! password. The endpoint may demand Basic credentials (`http_user`/`http_password`).
 
 use super::{Answer, Backend};
 use crate::http::{self, failover, form_encode, read_capped, Attempt, AUTH_BODY_CAP};
@@ -74,6 +75,20 @@ impl<'a> Mailstore<'a> {
     }
 }
 
+impl Mailstore<'_> {
+    /// `cmd=auth` said no. With `account=check` the directory tells an unknown user from a
+    /// wrong password (for `ignore_unknown_user`); if it cannot be read, it stays a plain no.
+    fn refusal(&self, client: &Client, url: &str, user: &str) -> Verdict {
+        if !self.opts.account_check {
+            return Verdict::Refused;
+        }
+        match self.exchange(client, url, "cmd=list".into(), DIRECTORY_BODY_CAP) {
+            Ok(answer) if directory_has_user(&answer, user) == Some(false) => Verdict::UnknownUser,
+            _ => Verdict::Refused,
+        }
+    }
+}
+
 impl Backend for Mailstore<'_> {
     fn verify(&self, user: &str, password: &Secret) -> Answer {
         // Built in one pre-sized buffer so no unwiped copy of the password is left behind
@@ -90,7 +105,7 @@ impl Backend for Mailstore<'_> {
             match self.exchange(client, url, body.expose().to_string(), AUTH_BODY_CAP) {
                 Ok(answer) => match parse_auth_answer(&answer) {
                     Some(true) => Attempt::Answer(Verdict::Accepted),
-                    Some(false) => Attempt::Answer(Verdict::Refused),
+                    Some(false) => Attempt::Answer(self.refusal(client, url, user)),
                     None => Attempt::NextUrl("answer is not {\"succeeded\": true|false}".into()),
                 },
                 Err(attempt) => attempt,

@@ -20,6 +20,13 @@ pub trait Backend {
     fn account(&self, _user: &str) -> Option<Answer> {
         None
     }
+
+    /// Things that went wrong without changing the verdict (say, a WebMail session the mail
+    /// server was asked to close and did not), for the core to log as warnings after
+    /// `verify` or `account`. Never holds a secret.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A verdict and, for the log line, which endpoint gave it.

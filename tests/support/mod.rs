@@ -2,10 +2,18 @@
 //! documents.
 #![allow(dead_code)]
 
+pub mod apache;
+pub mod axigen;
+pub mod examples;
 pub mod http;
+pub mod kopano_soap;
 pub mod mailstore;
+pub mod mariadb;
 pub mod pam;
+pub mod saslauthd;
 pub mod syslog;
 pub mod tls;
 
 pub use self::pam::*;
+pub mod james;
+pub mod scim;

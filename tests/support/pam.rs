@@ -162,7 +162,7 @@ impl Drop for Transaction {
 /// one, so a test never runs against a stale .so.
 pub fn module() -> PathBuf {
     static BUILD: Once = Once::new();
-    if let Ok(p) = std::env::var("PAM_MAILAUTH_SO") {
+    if let Some(p) = std::env::var_os("PAM_MAILAUTH_SO").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -1,0 +1,474 @@
+//! backend=kopano dsn=: through real libpam against a REAL private MariaDB (testing.md §4)
+//! holding the Kopano DB user plugin's tables, with users written the way Kopano writes them.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::mariadb::{self, KopanoUser, NONACTIVE_USER};
+use support::*;
+
+/// A module line whose DSN (it holds a password) sits in a 0600 root-owned config file.
+struct Line {
+    _dir: TempDir,
+    svc: Service,
+}
+
+fn line_with(dsn: &str, extra: &str) -> Line {
+    let dir = TempDir::new("kopano-db");
+    let cfg = config_file(dir.path(), &format!("# kopano\ndsn = {dsn}\n"), 0o600);
+    let svc = Service::module_line(&format!("backend=kopano config={} {extra}", cfg.display()));
+    Line { _dir: dir, svc }
+}
+
+fn line(extra: &str) -> Line {
+    line_with(&mariadb::server().dsn(), extra)
+}
+
+fn account(l: &Line, user: &str) -> i32 {
+    l.svc.start(user, None).acct_mgmt()
+}
+
+#[test]
+fn users_are_written_the_kopano_way() {
+    let db = mariadb::server();
+    db.add_users(&[KopanoUser::active("db-shape", "Passw0rd")]);
+    let stored = db.stored_password("db-shape");
+    assert_eq!(stored.len(), 40, "{stored}");
+    assert!(
+        stored
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "{stored}"
+    );
+}
+
+#[test]
+fn right_password_succeeds_and_wrong_password_is_auth_err() {
+    mariadb::server().add_users(&[KopanoUser::active("db-right", "Passw0rd")]);
+    let l = line("");
+    assert_eq!(
+        l.svc.login("db-right", "Passw0rd"),
+        (PAM_SUCCESS, Some(PAM_SUCCESS))
+    );
+    assert_eq!(l.svc.auth("db-right", "passw0rd"), PAM_AUTH_ERR);
+    assert_eq!(l.svc.auth("db-right", "Passw0rd "), PAM_AUTH_ERR);
+    assert_eq!(l.svc.auth("db-right", ""), PAM_AUTH_ERR);
+    // The account phase needs no password.
+    assert_eq!(account(&l, "db-right"), PAM_SUCCESS);
+}
+
+#[test]
+fn unknown_user_is_user_unknown_in_both_phases() {
+    let l = line("");
+    assert_eq!(l.svc.auth("db-nobody", "Passw0rd"), PAM_USER_UNKNOWN);
+    assert_eq!(account(&l, "db-nobody"), PAM_USER_UNKNOWN);
+}
+
+#[test]
+fn login_names_match_case_insensitively() {
+    mariadb::server().add_users(&[KopanoUser::active("Db.Case", "Passw0rd")]);
+    let l = line("");
+    for name in ["Db.Case", "db.case", "DB.CASE", "dB.cAsE"] {
+        assert_eq!(l.svc.auth(name, "Passw0rd"), PAM_SUCCESS, "{name}");
+        assert_eq!(account(&l, name), PAM_SUCCESS, "{name}");
+    }
+    // Case-insensitive names, but never case-insensitive passwords.
+    assert_eq!(l.svc.auth("db.case", "PASSW0RD"), PAM_AUTH_ERR);
+    // Collation padding does not make a trailing blank the same name.
+    assert_eq!(l.svc.auth("db.case ", "Passw0rd"), PAM_USER_UNKNOWN);
+}
+
+#[test]
+fn utf8_login_and_password() {
+    let login = "jürgen.ærøskøbing-例え";
+    let password = "pässwörd 🔑 ©";
+    mariadb::server().add_users(&[KopanoUser::active(login, password)]);
+    let l = line("");
+    assert_eq!(
+        l.svc.login(login, password),
+        (PAM_SUCCESS, Some(PAM_SUCCESS))
+    );
+    // ASCII letters fold as in Kopano's own check (stricmp); other letters must match.
+    assert_eq!(l.svc.auth("JüRGEN.ærøskøbing-例え", password), PAM_SUCCESS);
+    assert_eq!(
+        l.svc.auth("JÜRGEN.ærøskøbing-例え", password),
+        PAM_USER_UNKNOWN
+    );
+    assert_eq!(l.svc.auth(login, "passwörd 🔑 ©"), PAM_AUTH_ERR);
+    assert_eq!(l.svc.auth(login, "pässwörd"), PAM_AUTH_ERR);
+}
+
+#[test]
+fn email_style_login() {
+    mariadb::server().add_users(&[KopanoUser::active("john.doe+db@example.com", "Passw0rd")]);
+    let l = line("");
+    assert_eq!(
+        l.svc.login("john.doe+db@example.com", "Passw0rd"),
+        (PAM_SUCCESS, Some(PAM_SUCCESS))
+    );
+    assert_eq!(l.svc.auth("john.doe+db", "Passw0rd"), PAM_USER_UNKNOWN);
+    // ...and the user mapping reaches the database.
+    let mapped = line("domain=example.com");
+    assert_eq!(mapped.svc.auth("john.doe+db", "Passw0rd"), PAM_SUCCESS);
+}
+
+#[test]
+fn non_active_user_is_refused_even_with_the_right_password() {
+    mariadb::server().add_users(&[KopanoUser {
+        class: NONACTIVE_USER,
+        ..KopanoUser::active("db-shared-store", "Passw0rd")
+    }]);
+    let l = line("");
+    assert_eq!(l.svc.auth("db-shared-store", "Passw0rd"), PAM_AUTH_ERR);
+    assert_eq!(account(&l, "db-shared-store"), PAM_PERM_DENIED);
+}
+
+#[test]
+fn legacy_plaintext_and_uppercase_values_never_match() {
+    let db = mariadb::server();
+    db.add_users(&[
+        // MD5("Passw0rd") without salt.
+        KopanoUser {
+            raw_password_value: Some("d41e98d1eafa6d6011d3a70f1a5b92f0"),
+            ..KopanoUser::active("db-legacy", "")
+        },
+        KopanoUser {
+            raw_password_value: Some("Passw0rd"),
+            ..KopanoUser::active("db-plain", "")
+        },
+        KopanoUser::active("db-upper-src", "Passw0rd"),
+    ]);
+    let good = db.stored_password("db-upper-src");
+    let upper = good.to_ascii_uppercase();
+    db.add_users(&[KopanoUser {
+        raw_password_value: Some(&upper),
+        ..KopanoUser::active("db-upper", "")
+    }]);
+    let l = line("");
+    assert_eq!(l.svc.auth("db-upper-src", "Passw0rd"), PAM_SUCCESS);
+    for user in ["db-legacy", "db-plain", "db-upper"] {
+        assert_eq!(l.svc.auth(user, "Passw0rd"), PAM_AUTH_ERR, "{user}");
+    }
+    // The plaintext value itself, offered as a password, is no key either.
+    assert_eq!(
+        l.svc.auth("db-legacy", "d41e98d1eafa6d6011d3a70f1a5b92f0"),
+        PAM_AUTH_ERR
+    );
+}
+
+#[test]
+fn sql_metacharacters_in_the_user_name_are_harmless() {
+    let db = mariadb::server();
+    let odd = "o'brien\\\"%_;--x";
+    db.add_users(&[
+        KopanoUser::active(odd, "Passw0rd"),
+        KopanoUser::active("db-meta-victim", "Passw0rd"),
+    ]);
+    let l = line("");
+    assert_eq!(l.svc.auth(odd, "Passw0rd"), PAM_SUCCESS);
+    for name in [
+        "' OR '1'='1",
+        "db-meta-victim' -- ",
+        "db-meta-victim' OR 'a'='a",
+        "x' UNION SELECT 1, 65537, 'x', 'y' -- ",
+        "db-meta%",
+        "db_meta_victim",
+        "%",
+        "\\",
+        "'; DROP TABLE object; --",
+    ] {
+        assert_eq!(l.svc.auth(name, "Passw0rd"), PAM_USER_UNKNOWN, "{name}");
+    }
+    assert_eq!(
+        db.root_sql("SELECT COUNT(*) > 0 FROM kopano.object;")
+            .trim(),
+        "1"
+    );
+    assert_eq!(l.svc.auth("db-meta-victim", "Passw0rd"), PAM_SUCCESS);
+}
+
+#[test]
+fn features_follow_kopano_defaults() {
+    mariadb::server().add_users(&[
+        KopanoUser::active("db-feat-plain", "Passw0rd"),
+        KopanoUser {
+            enabled: &["imap"],
+            ..KopanoUser::active("db-feat-imap", "Passw0rd")
+        },
+        KopanoUser {
+            enabled: &["pop3"],
+            ..KopanoUser::active("db-feat-pop3", "Passw0rd")
+        },
+        KopanoUser {
+            enabled: &["imap"],
+            disabled: &["imap", "mobile"],
+            ..KopanoUser::active("db-feat-off", "Passw0rd")
+        },
+    ]);
+    let imap = line("feature=imap");
+    // Explicitly enabled.
+    assert_eq!(
+        imap.svc.login("db-feat-imap", "Passw0rd"),
+        (PAM_SUCCESS, Some(PAM_SUCCESS))
+    );
+    // Off by default (Kopano's disabled_features = imap pop3).
+    assert_eq!(imap.svc.auth("db-feat-plain", "Passw0rd"), PAM_AUTH_ERR);
+    assert_eq!(account(&imap, "db-feat-plain"), PAM_PERM_DENIED);
+    // Explicitly disabled wins.
+    assert_eq!(imap.svc.auth("db-feat-off", "Passw0rd"), PAM_AUTH_ERR);
+    assert_eq!(account(&imap, "db-feat-off"), PAM_PERM_DENIED);
+    // The wrong password stays wrong.
+    assert_eq!(imap.svc.auth("db-feat-imap", "nope"), PAM_AUTH_ERR);
+    // Any of a list.
+    let any = line("feature=imap|pop3");
+    assert_eq!(any.svc.auth("db-feat-pop3", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(any.svc.auth("db-feat-imap", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(any.svc.auth("db-feat-plain", "Passw0rd"), PAM_AUTH_ERR);
+    // On by default (not in the default-disabled list), unless disabled for the user.
+    let mobile = line("feature=mobile");
+    assert_eq!(mobile.svc.auth("db-feat-plain", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(mobile.svc.auth("db-feat-off", "Passw0rd"), PAM_AUTH_ERR);
+    // The default list is configurable (the server's own disabled_features).
+    let pop3_only = line("feature=imap disabled_features=pop3");
+    assert_eq!(pop3_only.svc.auth("db-feat-plain", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(pop3_only.svc.auth("db-feat-off", "Passw0rd"), PAM_AUTH_ERR);
+    // Unknown users stay unknown, whatever the feature.
+    assert_eq!(
+        imap.svc.auth("db-feat-nobody", "Passw0rd"),
+        PAM_USER_UNKNOWN
+    );
+}
+
+#[test]
+fn ignore_unknown_user_passes_control_down_the_stack() {
+    mariadb::server().add_users(&[KopanoUser::active("db-stack", "Passw0rd")]);
+    let dir = TempDir::new("kopano-db");
+    let cfg = config_file(
+        dir.path(),
+        &format!("dsn = {}\n", mariadb::server().dsn()),
+        0o600,
+    );
+    let stack = |extra: &str| {
+        Service::new(&format!(
+            "auth [success=done ignore=ignore default=die] MODULE backend=kopano config={} {extra}\n\
+             auth required pam_permit.so\n",
+            cfg.display()
+        ))
+    };
+    let lenient = stack("ignore_unknown_user");
+    // Unknown here: the module steps aside and the next module decides.
+    assert_eq!(lenient.auth("db-stack-local-user", "whatever"), PAM_SUCCESS);
+    // Known here: the module's answer stands.
+    assert_eq!(lenient.auth("db-stack", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(lenient.auth("db-stack", "wrong"), PAM_AUTH_ERR);
+    // Without the switch the unknown user ends the stack.
+    let strict = stack("");
+    assert_eq!(
+        strict.auth("db-stack-local-user", "whatever"),
+        PAM_USER_UNKNOWN
+    );
+}
+
+fn refused_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    port
+}
+
+#[test]
+fn database_down_is_authinfo_unavail_within_the_timeout() {
+    let dsn = format!(
+        "mysql://{}:{}@127.0.0.1:{}/kopano",
+        mariadb::DB_USER,
+        mariadb::DB_PASSWORD,
+        refused_port()
+    );
+    let l = line_with(&dsn, "timeout=2 connect_timeout=1");
+    let started = Instant::now();
+    assert_eq!(l.svc.auth("db-right", "Passw0rd"), PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(account(&l, "db-right"), PAM_AUTHINFO_UNAVAIL);
+    assert!(started.elapsed() < Duration::from_secs(2 * 2 + 2));
+    // ignore_authinfo_unavail steps aside and the next module decides.
+    let dir = TempDir::new("kopano-db");
+    let cfg = config_file(dir.path(), &format!("dsn = {dsn}\n"), 0o600);
+    let stack = Service::new(&format!(
+        "auth [success=done ignore=ignore default=die] MODULE backend=kopano config={} \
+         timeout=2 connect_timeout=1 ignore_authinfo_unavail\n\
+         auth required pam_permit.so\n",
+        cfg.display()
+    ));
+    assert_eq!(stack.auth("db-right", "Passw0rd"), PAM_SUCCESS);
+}
+
+#[test]
+fn silent_database_is_authinfo_unavail_within_the_timeout() {
+    // Accepts connections and never sends the greeting.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let dsn = format!("mysql://kopano:x@127.0.0.1:{port}/kopano");
+    let l = line_with(&dsn, "timeout=2 connect_timeout=1");
+    let started = Instant::now();
+    assert_eq!(l.svc.auth("db-right", "Passw0rd"), PAM_AUTHINFO_UNAVAIL);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "did it wait at all? {took:?}"
+    );
+    assert!(took < Duration::from_secs(2 + 3), "{took:?}");
+}
+
+#[test]
+fn wrong_database_credentials_are_authinfo_unavail() {
+    let db = mariadb::server();
+    db.add_users(&[KopanoUser::active("db-creds", "Passw0rd")]);
+    let l = line_with(
+        &db.dsn_as(mariadb::DB_USER, "not-the-password"),
+        "timeout=3",
+    );
+    let started = Instant::now();
+    assert_eq!(l.svc.auth("db-creds", "Passw0rd"), PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(account(&l, "db-creds"), PAM_AUTHINFO_UNAVAIL);
+    assert!(started.elapsed() < Duration::from_secs(2 * 3 + 2));
+    let l = line_with(&db.dsn_as("no-such-account", "x"), "timeout=3");
+    assert_eq!(l.svc.auth("db-creds", "Passw0rd"), PAM_AUTHINFO_UNAVAIL);
+    // A database without the Kopano tables is no answer either.
+    let l = line_with(
+        &format!(
+            "mysql://{}:{}@127.0.0.1:{}/mysql",
+            mariadb::DB_USER,
+            mariadb::DB_PASSWORD,
+            db.port
+        ),
+        "timeout=3",
+    );
+    assert_eq!(l.svc.auth("db-creds", "Passw0rd"), PAM_AUTHINFO_UNAVAIL);
+}
+
+#[test]
+fn unix_socket_dsn() {
+    let db = mariadb::server();
+    db.add_users(&[KopanoUser::active("db-socket", "Passw0rd")]);
+    let l = line_with(&db.socket_dsn(), "");
+    assert_eq!(
+        l.svc.login("db-socket", "Passw0rd"),
+        (PAM_SUCCESS, Some(PAM_SUCCESS))
+    );
+    assert_eq!(l.svc.auth("db-socket", "wrong"), PAM_AUTH_ERR);
+}
+
+#[test]
+fn connections_are_reused_and_reestablished_after_a_failure() {
+    let db = mariadb::server();
+    db.add_db_account("kopano_reconnect", "r3connect");
+    db.add_users(&[KopanoUser::active("db-reconnect", "Passw0rd")]);
+    let l = line_with(&db.dsn_as("kopano_reconnect", "r3connect"), "timeout=3");
+    assert_eq!(l.svc.auth("db-reconnect", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(l.svc.auth("db-reconnect", "Passw0rd"), PAM_SUCCESS);
+    // The connection outlived the PAM transactions (it is kept for reuse)...
+    assert_eq!(db.kill_connections_of("kopano_reconnect"), 1);
+    // ...and after the server dropped it, the next check connects afresh.
+    assert_eq!(l.svc.auth("db-reconnect", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(l.svc.auth("db-reconnect", "wrong"), PAM_AUTH_ERR);
+    assert_eq!(db.kill_connections_of("kopano_reconnect"), 1);
+}
+
+#[test]
+fn a_dsn_with_a_password_is_refused_as_a_module_argument() {
+    let svc = Service::module_line(&format!("backend=kopano dsn={}", mariadb::server().dsn()));
+    assert_eq!(svc.auth("db-right", "Passw0rd"), PAM_SERVICE_ERR);
+}
+
+/// docs/kopano.md's export query, verbatim: the file it writes works with file=.
+const EXPORT_QUERY: &str = "SELECT CONCAT_WS(':', l.value, p.value,
+  IFNULL((SELECT GROUP_CONCAT(f.value SEPARATOR ',') FROM objectmvproperty f
+          WHERE f.objectid = o.id AND f.propname = '0x67B3101E'), ''),
+  IFNULL((SELECT GROUP_CONCAT(f.value SEPARATOR ',') FROM objectmvproperty f
+          WHERE f.objectid = o.id AND f.propname = '0x67B4101E'), ''))
+FROM object o
+JOIN objectproperty l ON l.objectid = o.id AND l.propname = 'loginname'
+JOIN objectproperty p ON p.objectid = o.id AND p.propname = 'password'
+WHERE o.objectclass = 65537;";
+
+#[test]
+fn the_documented_export_feeds_file() {
+    let db = mariadb::server();
+    db.add_users(&[
+        KopanoUser::active("db-export", "Passw0rd"),
+        KopanoUser {
+            enabled: &["imap"],
+            ..KopanoUser::active("db-export-imap", "Passw0rd")
+        },
+    ]);
+    let exported = db.root_sql(&format!("USE kopano;\n{EXPORT_QUERY}"));
+    let dir = TempDir::new("kopano-export");
+    let path = dir.path().join("kopano-hashes");
+    std::fs::write(&path, exported).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let svc = Service::module_line(&format!("backend=kopano file={}", path.display()));
+    assert_eq!(svc.auth("db-export", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(svc.auth("db-export", "wrong"), PAM_AUTH_ERR);
+    let imap = Service::module_line(&format!(
+        "backend=kopano file={} feature=imap",
+        path.display()
+    ));
+    assert_eq!(imap.auth("db-export-imap", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(imap.auth("db-export", "Passw0rd"), PAM_AUTH_ERR);
+}
+
+/// What the log line would say: why, and never the DSN's password (the backend's answer is
+/// what core logs as the detail and server).
+#[test]
+fn failure_reasons_name_the_cause_but_never_the_dsn_password() {
+    use pam_mailauth::backend::for_options;
+    use pam_mailauth::options::Options;
+    use pam_mailauth::secret::Secret;
+    use pam_mailauth::verdict::Verdict;
+    let db = mariadb::server();
+    db.add_users(&[KopanoUser::active("db-reason", "Passw0rd")]);
+    let secret_pw = "Sekr1t-DSN-pw";
+    for (dsn, expect) in [
+        (db.dsn_as(mariadb::DB_USER, secret_pw), "credentials"),
+        (
+            format!(
+                "mysql://{}:{secret_pw}@127.0.0.1:{}/kopano",
+                mariadb::DB_USER,
+                refused_port()
+            ),
+            "database",
+        ),
+    ] {
+        let dir = TempDir::new("kopano-reason");
+        let cfg = config_file(dir.path(), &format!("dsn = {dsn}\n"), 0o600);
+        let opts = Options::parse(&[
+            "backend=kopano".to_string(),
+            format!("config={}", cfg.display()),
+            "timeout=3".to_string(),
+        ])
+        .unwrap();
+        let answer = for_options(&opts).verify("db-reason", &Secret::new("Passw0rd"));
+        let Verdict::Unavailable(why) = &answer.verdict else {
+            panic!("{answer:?}");
+        };
+        let shown = format!("{why} {:?}", answer.endpoint);
+        assert!(shown.contains(expect), "{shown}");
+        assert!(!shown.contains(secret_pw), "{shown}");
+        assert!(shown.contains("127.0.0.1"), "{shown}");
+    }
+}
+
+#[test]
+fn a_percent_encoded_dsn_password_works() {
+    let db = mariadb::server();
+    db.add_db_account("kopano_pct", "p@ss:w/rd?#");
+    db.add_users(&[KopanoUser::active("db-pct", "Passw0rd")]);
+    let l = line_with(&db.dsn_as("kopano_pct", "p%40ss%3Aw%2Frd%3F%23"), "");
+    assert_eq!(l.svc.auth("db-pct", "Passw0rd"), PAM_SUCCESS);
+}
