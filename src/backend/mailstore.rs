@@ -93,11 +93,11 @@ impl Backend for Mailstore<'_> {
     fn verify(&self, user: &str, password: &Secret) -> Answer {
         // Built in one pre-sized buffer so no unwiped copy of the password is left behind
         // (the copy handed to the HTTP library is beyond our reach).
-        let user = form_encode(user);
+        let encoded_user = form_encode(user);
         let pass = Zeroizing::new(form_encode(password.expose()));
-        let mut body = Zeroizing::new(String::with_capacity(20 + user.len() + pass.len()));
+        let mut body = Zeroizing::new(String::with_capacity(20 + encoded_user.len() + pass.len()));
         body.push_str("cmd=auth&user=");
-        body.push_str(&user);
+        body.push_str(&encoded_user);
         body.push_str("&pass=");
         body.push_str(&pass);
         let body = Secret::new(std::mem::take(&mut *body));
