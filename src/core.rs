@@ -2,6 +2,7 @@
 //! the backends; return codes come only from `Verdict::pam_code`.
 
 use crate::backend::{self, Answer};
+use crate::cache;
 use crate::options::{Options, PasswordSource};
 use crate::pam::{Host, Level};
 use crate::secret::Secret;
@@ -70,7 +71,9 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
     }
     let started = Instant::now();
     let backend = backend::for_options(&opts);
-    let answer = backend.verify(&mapped, &password);
+    let answer = cache::check(host, &opts, &mapped, &password, started, || {
+        backend.verify(&mapped, &password)
+    });
     drop(password);
     for warning in backend.warnings() {
         host.log(

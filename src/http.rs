@@ -45,9 +45,11 @@ static CLIENTS: Lazy<Mutex<HashMap<ClientKey, Pooled>>> = Lazy::new(|| Mutex::ne
 /// The client for this configuration in this process, built on first use.
 pub fn client(key: &ClientKey) -> Result<Client, Verdict> {
     let pid = std::process::id();
-    let mut pool = CLIENTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // A pool lock still held after fork() by a thread that no longer exists must not hang
+    // the login: build an unpooled client instead.
+    let Some(mut pool) = crate::cache::lock_briefly(&CLIENTS) else {
+        return build(key);
+    };
     if let Some(p) = pool.get(key) {
         if p.pid == pid {
             return Ok(p.client.clone());
@@ -73,9 +75,9 @@ pub fn client(key: &ClientKey) -> Result<Client, Verdict> {
 
 /// Drops the pooled client after a transport error so the next attempt starts clean.
 pub fn discard(key: &ClientKey) {
-    let mut pool = CLIENTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some(mut pool) = crate::cache::lock_briefly(&CLIENTS) else {
+        return;
+    };
     if let Some(p) = pool.remove(key) {
         if p.pid != std::process::id() {
             std::mem::forget(p);

@@ -9,6 +9,7 @@
 )]
 
 pub mod backend;
+pub mod cache;
 pub mod core;
 pub mod http;
 pub mod options;

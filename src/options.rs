@@ -198,7 +198,8 @@ impl Options {
             .map(PathBuf::from);
         match &config {
             Some(path) => {
-                let file = read_config_file(path)?;
+                // Re-read only when the file changed (cache.rs); every check runs on a read.
+                let file = crate::cache::config_file(path, read_config_file)?;
                 Self::parse_with(Some((path, &file.text, file.other_readable)), args)
             }
             None => Self::parse_with(None, args),
@@ -554,6 +555,7 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
 }
 
 /// A config file that passed the checks, wiped from memory when dropped (it may hold secrets).
+#[derive(Clone)]
 struct ConfigText {
     text: Zeroizing<String>,
     other_readable: bool,

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# The side-by-side benchmark of BENCHMARKS.md, in ONE run on one machine:
+#   scripts/bench.sh                     (as root, on Debian; see BENCHMARKS.md)
+# Starts, in a private temp dir and on free loopback ports: nginx answering MailStore's
+# {"succeeded": true}, a private MariaDB holding Kopano's tables, and saslauthd (4 workers,
+# under pam_wrapper); then runs examples/bench.rs, which prints one table with the ratios and
+# PASS/MISS per target. Everything it started is stopped when it exits.
+# Knobs: BENCH_ROUNDS (default 9), BENCH_N (operations per round, default 300), BENCH_ONLY
+#        (comma-separated case ids, e.g. a,c,d),
+#        BENCH_SASL_SECONDS (per saslauthd case, default 5).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+PACKAGES=(nginx-light mariadb-server sasl2-bin libpam-mysql libpam-wrapper libpam0g-dev curl python3)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "missing packages (run as root to install them): ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+PATH=$PATH:/usr/sbin:/sbin
+WRAPPER=$(ls /usr/lib/*/libpam_wrapper.so 2>/dev/null | head -1)
+
+echo "== build (release)"
+cargo build --release --lib --example bench
+export PAM_MAILAUTH_SO="$ROOT/target/release/libpam_mailauth.so"
+
+WORK=$(mktemp -d /tmp/pam_mailauth-bench.XXXXXX)
+chmod 755 "$WORK"
+PGIDS=()
+cleanup() {
+  for g in "${PGIDS[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
+  sleep 0.5
+  for g in "${PGIDS[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() { # command, what
+  for _ in $(seq 1 100); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "$2 did not come up" >&2; exit 1
+}
+
+echo "== nginx (MailStore endpoint answering a fixed success)"
+NGINX_PORT=$(free_port)
+mkdir -p "$WORK/nginx/tmp"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+daemon off;
+user root;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 512; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/tmp/body;
+  proxy_temp_path $WORK/nginx/tmp/proxy;
+  fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+  uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+  scgi_temp_path $WORK/nginx/tmp/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location = /mailstore-integration/index.php {
+      default_type application/json;
+      return 200 '{"succeeded": true}';
+    }
+  }
+}
+EOF
+setsid nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" </dev/null >"$WORK/nginx/out.log" 2>&1 &
+PGIDS+=($!)
+URL="http://127.0.0.1:$NGINX_PORT/mailstore-integration/index.php"
+wait_for "curl -sf -d cmd=auth $URL" nginx
+
+echo "== MariaDB (private; Kopano DB-plugin tables)"
+DB_PORT=$(free_port)
+mkdir -p "$WORK/db"
+mariadb-install-db --no-defaults --user=root --datadir="$WORK/db/data" --skip-test-db >"$WORK/db/install.log" 2>&1
+setsid mariadbd --no-defaults --user=root --datadir="$WORK/db/data" --socket="$WORK/db/sock" \
+  --port="$DB_PORT" --bind-address=127.0.0.1 --skip-log-bin --skip-name-resolve \
+  </dev/null >"$WORK/db/out.log" 2>&1 &
+PGIDS+=($!)
+wait_for "mariadb --no-defaults -S $WORK/db/sock -u root -e 'select 1'" mariadbd
+DB_PASSWORD="bench-$RANDOM$RANDOM"
+# Kopano's tables (protocols.md): object/objectproperty; active users have objectclass 65537;
+# passwords are 8 hex salt + MD5(salt || password). 'md5password' is an extra property holding
+# the plain MD5 that pam_mysql understands (crypt=md5), so both modules read the same rows.
+mariadb --no-defaults -S "$WORK/db/sock" -u root <<EOF
+CREATE DATABASE kopano;
+USE kopano;
+CREATE TABLE object (
+  id int(11) unsigned NOT NULL AUTO_INCREMENT, externid varbinary(255) DEFAULT NULL,
+  objectclass int(11) unsigned NOT NULL DEFAULT 0,
+  PRIMARY KEY (id), UNIQUE KEY externid (externid, objectclass), KEY objectclass (objectclass));
+CREATE TABLE objectproperty (
+  objectid int(11) unsigned NOT NULL DEFAULT 0, propname varchar(255) BINARY NOT NULL,
+  value text, PRIMARY KEY (objectid, propname), KEY propname (propname, value(255)));
+CREATE TABLE objectmvproperty (
+  objectid int(11) unsigned NOT NULL DEFAULT 0, propname varchar(255) BINARY NOT NULL,
+  orderid tinyint(11) unsigned NOT NULL DEFAULT 0, value text,
+  PRIMARY KEY (objectid, orderid, propname), KEY propname (propname, value(255)));
+DELIMITER //
+CREATE PROCEDURE fill()
+BEGIN
+  DECLARE i INT DEFAULT 0;
+  WHILE i < 2000 DO
+    INSERT INTO object (externid, objectclass) VALUES (CONCAT('ext', i), 65537);
+    SET @id = LAST_INSERT_ID(), @salt = LPAD(HEX(i), 8, '0');
+    SET @login = IF(i = 1000, 'john.doe', CONCAT('user', i));
+    SET @pw = IF(i = 1000, 'Passw0rd', CONCAT('pw', i));
+    INSERT INTO objectproperty VALUES (@id, 'loginname', @login),
+      (@id, 'password', CONCAT(LOWER(@salt), MD5(CONCAT(LOWER(@salt), @pw)))),
+      (@id, 'md5password', MD5(@pw)), (@id, 'fullname', @login),
+      (@id, 'emailaddress', CONCAT(@login, '@example.test'));
+    SET i = i + 1;
+  END WHILE;
+END //
+DELIMITER ;
+CALL fill();
+CREATE USER 'bench'@'127.0.0.1' IDENTIFIED BY '$DB_PASSWORD';
+GRANT SELECT ON kopano.* TO 'bench'@'127.0.0.1';
+EOF
+
+echo "== pam_exec script (what admins write today)"
+cat >"$WORK/check.sh" <<EOF
+#!/bin/sh
+# pam_exec expose_authtok: the password arrives on stdin (NUL-terminated).
+pass=\$(tr -d '\\000')
+curl -sf -m 10 --data-urlencode cmd=auth --data-urlencode "user=\$PAM_USER" \\
+  --data-urlencode "pass=\$pass" "$URL" | grep -q '"succeeded": *true'
+EOF
+chmod 755 "$WORK/check.sh"
+
+echo "== saslauthd (-a pam -n 4, under pam_wrapper)"
+mkdir -p "$WORK/sasl/run" "$WORK/sasl/services"
+printf 'auth required pam_permit.so\naccount required pam_permit.so\n' >"$WORK/sasl/services/permit"
+printf 'auth required %s backend=mailstore url=%s quiet\naccount required %s backend=mailstore url=%s quiet\n' \
+  "$PAM_MAILAUTH_SO" "$URL" "$PAM_MAILAUTH_SO" "$URL" >"$WORK/sasl/services/mailauth"
+printf 'auth required %s backend=mailstore url=%s quiet cache_ttl=300\naccount required %s backend=mailstore url=%s quiet cache_ttl=300\n' \
+  "$PAM_MAILAUTH_SO" "$URL" "$PAM_MAILAUTH_SO" "$URL" >"$WORK/sasl/services/mailauth_cached"
+printf 'auth required pam_deny.so\naccount required pam_deny.so\n' >"$WORK/sasl/services/other"
+LD_PRELOAD="$WRAPPER" PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$WORK/sasl/services" \
+  setsid saslauthd -a pam -m "$WORK/sasl/run" -n 4 -d </dev/null >"$WORK/sasl/log" 2>&1 &
+PGIDS+=($!)
+wait_for "test -S $WORK/sasl/run/mux" saslauthd
+
+echo "== machine: $(nproc) cores; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== command: scripts/bench.sh (BENCH_ROUNDS=${BENCH_ROUNDS:-9} BENCH_N=${BENCH_N:-300} BENCH_SASL_SECONDS=${BENCH_SASL_SECONDS:-5})"
+BENCH_URL="$URL" BENCH_EXEC_SCRIPT="$WORK/check.sh" \
+BENCH_MYSQL_PORT="$DB_PORT" BENCH_MYSQL_PASSWORD="$DB_PASSWORD" \
+BENCH_SASL_MUX="$WORK/sasl/run/mux" \
+  "$ROOT/target/release/examples/bench"

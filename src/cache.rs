@@ -1,0 +1,637 @@
+//! The in-process cache of successful password checks (`cache_ttl=`, `cache_size=`,
+//! `cache_fallback=`).
+//!
+//! A host process (a saslauthd worker, an httpd child) asks the same few users over and over.
+//! A successful check is remembered for `cache_ttl` seconds under (configuration, service,
+//! mapped user), holding only an HMAC-SHA-256 of the password under a key drawn at random once
+//! per process: never the password, and nothing that outlives the process or means anything
+//! outside it. A failed check is never stored and removes what was stored for that user; a
+//! different password never matches. With `cache_fallback=`, a password verified within that
+//! many seconds is accepted while the backend is unavailable (and that is logged as a warning).
+//!
+//! Time is a parameter (`now`), so expiry is tested without sleeping.
+
+use crate::backend::Answer;
+use crate::options::Options;
+use crate::pam::{Host, Level};
+use crate::secret::Secret;
+use crate::verdict::Verdict;
+use once_cell::sync::Lazy;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+
+type Mac = [u8; 32];
+
+/// Who a cached check was for, within one configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Who {
+    service: String,
+    user: String,
+}
+
+struct Entry {
+    mac: Mac,
+    verified: Instant,
+}
+
+/// The successful checks of one configuration: bounded, oldest evicted first.
+pub struct Cache {
+    entries: HashMap<Who, Entry>,
+    /// Insertion order, oldest first; a slot whose time no longer matches its entry is stale.
+    order: VecDeque<(Who, Instant)>,
+    capacity: usize,
+}
+
+impl Cache {
+    pub fn new(capacity: usize) -> Cache {
+        Cache {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// How long ago this exact password was verified for this user, if within `max_age`.
+    pub fn lookup(
+        &self,
+        service: &str,
+        user: &str,
+        mac: &Mac,
+        now: Instant,
+        max_age: Duration,
+    ) -> Option<Duration> {
+        if max_age.is_zero() {
+            return None;
+        }
+        let who = Who {
+            service: service.to_string(),
+            user: user.to_string(),
+        };
+        let entry = self.entries.get(&who)?;
+        let age = now.checked_duration_since(entry.verified)?;
+        if age >= max_age {
+            return None;
+        }
+        bool::from(entry.mac.ct_eq(mac)).then_some(age)
+    }
+
+    /// Remembers a successful check; drops entries older than `keep`, then the oldest ones
+    /// while the cache is full.
+    pub fn insert(&mut self, service: &str, user: &str, mac: Mac, now: Instant, keep: Duration) {
+        let who = Who {
+            service: service.to_string(),
+            user: user.to_string(),
+        };
+        self.expire(now, keep);
+        if !self.entries.contains_key(&who) {
+            while self.entries.len() >= self.capacity {
+                if !self.evict_oldest() {
+                    break;
+                }
+            }
+        }
+        self.entries
+            .insert(who.clone(), Entry { mac, verified: now });
+        self.order.push_back((who, now));
+        if self.order.len() > 2 * self.entries.len() + 64 {
+            self.compact();
+        }
+    }
+
+    /// Forgets a user (after a failed check: a changed password stops working at once).
+    pub fn remove(&mut self, service: &str, user: &str) {
+        self.entries.remove(&Who {
+            service: service.to_string(),
+            user: user.to_string(),
+        });
+    }
+
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.max(1);
+        while self.entries.len() > self.capacity {
+            if !self.evict_oldest() {
+                break;
+            }
+        }
+    }
+
+    /// Removes entries verified `keep` or longer ago.
+    fn expire(&mut self, now: Instant, keep: Duration) {
+        while let Some((who, at)) = self.order.pop_front() {
+            let live = self.entries.get(&who).is_some_and(|e| e.verified == at);
+            if live && now.saturating_duration_since(at) < keep {
+                self.order.push_front((who, at));
+                break;
+            }
+            if live {
+                self.entries.remove(&who);
+            }
+        }
+    }
+
+    /// Removes the oldest live entry; false when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((who, at)) = self.order.pop_front() {
+            if self.entries.get(&who).is_some_and(|e| e.verified == at) {
+                self.entries.remove(&who);
+                return true;
+            }
+        }
+        // Only reachable if `order` lost track of an entry; start over rather than grow.
+        let had = !self.entries.is_empty();
+        self.entries.clear();
+        had
+    }
+
+    /// Drops stale slots from the order queue (users re-verified many times).
+    fn compact(&mut self) {
+        let entries = &self.entries;
+        self.order
+            .retain(|(who, at)| entries.get(who).is_some_and(|e| e.verified == *at));
+    }
+}
+
+/// Where an authentication's answer came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Backend,
+    /// A cache hit: verified this long ago.
+    Cache(Duration),
+    /// The backend was unavailable; answered from a check this long ago.
+    Fallback(Duration),
+}
+
+/// One random key per process: the MACs mean nothing outside it.
+static KEY: Lazy<Option<[u8; 32]>> = Lazy::new(random_key);
+
+/// More distinct configurations than any host has module lines.
+const MAX_CONFIGURATIONS: usize = 64;
+
+/// Each configuration's cache, by configuration digest.
+static CACHES: Lazy<Mutex<HashMap<Mac, Cache>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+
+/// Checks a password: from the cache if allowed and present, else by `ask`ing the backend,
+/// updating the cache from what it says. Logs hits (debug) and fallback answers (warning).
+pub fn check(
+    host: &dyn Host,
+    opts: &Options,
+    user: &str,
+    password: &Secret,
+    now: Instant,
+    ask: impl FnOnce() -> Answer,
+) -> Answer {
+    if opts.cache_ttl.is_zero() && opts.cache_fallback.is_zero() {
+        return ask();
+    }
+    let Some(key) = KEY.as_ref() else {
+        if opts.debug {
+            host.log(
+                Level::Debug,
+                "cache: no random key could be drawn; cache disabled",
+            );
+        }
+        return ask();
+    };
+    let service = host.service();
+    let config = config_digest(key, opts);
+    let mac = password_mac(key, &config, &service, user, password);
+    let (answer, source) = decide(opts, &config, &service, user, &mac, now, ask);
+    match &source {
+        Source::Backend => {}
+        Source::Cache(age) => {
+            if opts.debug {
+                host.log(
+                    Level::Debug,
+                    &format!(
+                        "cache: hit for user '{user}' (verified {}s ago, cache_ttl={}s)",
+                        age.as_secs(),
+                        opts.cache_ttl.as_secs()
+                    ),
+                );
+            }
+        }
+        Source::Fallback(age) => host.log(
+            Level::Warning,
+            &format!(
+                "cache: backend unavailable; accepted user '{user}' from a check {}s ago \
+                 (cache_fallback={}s)",
+                age.as_secs(),
+                opts.cache_fallback.as_secs()
+            ),
+        ),
+    }
+    answer
+}
+
+/// The cache decision, free of logging and of the PAM handle.
+pub fn decide(
+    opts: &Options,
+    config: &Mac,
+    service: &str,
+    user: &str,
+    mac: &Mac,
+    now: Instant,
+    ask: impl FnOnce() -> Answer,
+) -> (Answer, Source) {
+    let hit = with_cache(opts, config, |c| {
+        c.lookup(service, user, mac, now, opts.cache_ttl)
+    })
+    .flatten();
+    if let Some(age) = hit {
+        let answer = Answer {
+            verdict: Verdict::Accepted,
+            endpoint: Some("cache".into()),
+        };
+        return (answer, Source::Cache(age));
+    }
+    let answer = ask();
+    let keep = opts.cache_ttl.max(opts.cache_fallback);
+    match &answer.verdict {
+        Verdict::Accepted => {
+            with_cache(opts, config, |c| c.insert(service, user, *mac, now, keep));
+        }
+        Verdict::Refused | Verdict::UnknownUser | Verdict::Disabled(_) => {
+            with_cache(opts, config, |c| c.remove(service, user));
+        }
+        Verdict::Unavailable(why) => {
+            let old = with_cache(opts, config, |c| {
+                c.lookup(service, user, mac, now, opts.cache_fallback)
+            })
+            .flatten();
+            if let Some(age) = old {
+                let endpoint = match &answer.endpoint {
+                    Some(e) => format!("cache_fallback (backend: {e}: {why})"),
+                    None => format!("cache_fallback (backend: {why})"),
+                };
+                let answer = Answer {
+                    verdict: Verdict::Accepted,
+                    endpoint: Some(endpoint),
+                };
+                return (answer, Source::Fallback(age));
+            }
+        }
+        Verdict::Misconfigured(_) => {}
+    }
+    (answer, Source::Backend)
+}
+
+/// Runs `f` on this configuration's cache. Never blocks for long: a lock that stays taken
+/// (held by a thread that did not survive a fork()) makes this a cache miss, not a hang.
+fn with_cache<R>(opts: &Options, config: &Mac, f: impl FnOnce(&mut Cache) -> R) -> Option<R> {
+    let mut caches = lock_briefly(&CACHES)?;
+    if caches.len() >= MAX_CONFIGURATIONS && !caches.contains_key(config) {
+        // Configurations come from /etc/pam.d and config files: this many means a long-lived
+        // process saw its config file edited again and again. Start over.
+        caches.clear();
+    }
+    let cache = caches
+        .entry(*config)
+        .or_insert_with(|| Cache::new(opts.cache_size));
+    if cache.capacity != opts.cache_size.max(1) {
+        cache.set_capacity(opts.cache_size);
+    }
+    Some(f(cache))
+}
+
+/// The lock, waiting at most a few milliseconds for it.
+pub fn lock_briefly<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    let deadline = Instant::now() + Duration::from_millis(20);
+    loop {
+        match mutex.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// HMAC-SHA-256 (RFC 2104) of length-prefixed parts.
+fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> Mac {
+    let mut ipad = [0x36u8; 64];
+    let mut opad = [0x5cu8; 64];
+    for (i, k) in key.iter().enumerate() {
+        ipad[i] ^= k;
+        opad[i] ^= k;
+    }
+    let mut inner = Sha256::new();
+    inner.update(ipad);
+    for part in parts {
+        inner.update((part.len() as u64).to_be_bytes());
+        inner.update(part);
+    }
+    let inner: Mac = inner.finalize().into();
+    let mut outer = Sha256::new();
+    outer.update(opad);
+    outer.update(inner);
+    outer.finalize().into()
+}
+
+/// The password's MAC, bound to configuration, service and user.
+fn password_mac(key: &[u8; 32], config: &Mac, service: &str, user: &str, password: &Secret) -> Mac {
+    hmac(
+        key,
+        &[
+            b"password",
+            config,
+            service.as_bytes(),
+            user.as_bytes(),
+            password.expose().as_bytes(),
+        ],
+    )
+}
+
+/// A digest of every option that decides the backend's answer: two module lines share
+/// cached checks only if they would ask the same store the same question.
+pub fn config_digest(key: &[u8; 32], opts: &Options) -> Mac {
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let secret = |s: &Option<Secret>| {
+        zeroize::Zeroizing::new(
+            s.as_ref()
+                .map_or("\u{0}none".to_string(), |s| s.expose().to_string()),
+        )
+    };
+    let fields: Vec<String> = vec![
+        opts.backend.name().to_string(),
+        opts.urls.join("\n"),
+        path(&opts.cafile),
+        format!("{:?}", opts.mapping),
+        opts.http_user.clone().unwrap_or_default(),
+        format!("{:?}", opts.api),
+        format!("{:?}", opts.method),
+        path(&opts.file),
+        opts.features.join("|"),
+        opts.disabled_features.join("|"),
+        format!("{}", opts.account_check),
+    ];
+    let secrets = [
+        secret(&opts.http_password),
+        secret(&opts.token),
+        secret(&opts.dsn),
+    ];
+    let mut parts: Vec<&[u8]> = vec![b"config"];
+    parts.extend(fields.iter().map(|f| f.as_bytes()));
+    parts.extend(secrets.iter().map(|s| s.as_bytes()));
+    hmac(key, &parts)
+}
+
+/// What identifies one version of a config file: any write, chmod, chown or replacement
+/// changes at least one of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    mode: u32,
+    uid: u32,
+}
+
+impl Fingerprint {
+    fn of(meta: &std::fs::Metadata) -> Fingerprint {
+        use std::os::unix::fs::MetadataExt;
+        Fingerprint {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            mode: meta.mode(),
+            uid: meta.uid(),
+        }
+    }
+}
+
+/// What was read from config files in this process, by path.
+type ConfigReads = HashMap<std::path::PathBuf, (Fingerprint, Box<dyn std::any::Any + Send>)>;
+static CONFIG_READS: Lazy<Mutex<ConfigReads>> = Lazy::new(|| Mutex::new(HashMap::new()));
+
+/// A file changed this recently may change again within the same timestamp tick without its
+/// fingerprint changing (git's "racily clean" problem): such a read is not remembered.
+const CONFIG_SETTLE: Duration = Duration::from_secs(3);
+
+/// Reads a config file through `read` (which opens it and makes every check), or returns
+/// what `read` returned for it before if `lstat` shows the very same file: same device,
+/// inode, size, times, mode and owner. The checks are a function of exactly that metadata,
+/// so they hold as they did; an edit, chmod, chown or a replacement (a symbolic link
+/// included) changes it and makes the next call read afresh. Failures are never remembered.
+pub fn config_file<T, E>(
+    path: &std::path::Path,
+    read: impl FnOnce(&std::path::Path) -> Result<T, E>,
+) -> Result<T, E>
+where
+    T: Clone + Send + 'static,
+{
+    let before = std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| Fingerprint::of(&m));
+    if let Some(fingerprint) = &before {
+        if let Some(reads) = lock_briefly(&CONFIG_READS) {
+            if let Some((seen, value)) = reads.get(path) {
+                if seen == fingerprint {
+                    if let Some(value) = value.downcast_ref::<T>() {
+                        return Ok(value.clone());
+                    }
+                }
+            }
+        }
+    }
+    let value = read(path)?;
+    let after = std::fs::symlink_metadata(path).ok();
+    if let (Some(before), Some(after)) = (before, after) {
+        let settled = |t: std::io::Result<std::time::SystemTime>| {
+            t.ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= CONFIG_SETTLE)
+        };
+        let ctime = {
+            use std::os::unix::fs::MetadataExt;
+            Ok(std::time::UNIX_EPOCH
+                + Duration::new(after.ctime().max(0) as u64, after.ctime_nsec() as u32))
+        };
+        let unchanged = before == Fingerprint::of(&after);
+        if let Some(mut reads) = lock_briefly(&CONFIG_READS) {
+            if unchanged && settled(after.modified()) && settled(ctime) {
+                if reads.len() >= 64 && !reads.contains_key(path) {
+                    reads.clear();
+                }
+                reads.insert(path.to_path_buf(), (before, Box::new(value.clone())));
+            } else {
+                reads.remove(path);
+            }
+        }
+    }
+    Ok(value)
+}
+
+fn random_key() -> Option<[u8; 32]> {
+    let mut key = [0u8; 32];
+    let mut filled = 0;
+    while filled < key.len() {
+        // SAFETY: writes at most the remaining bytes of `key`.
+        let n = unsafe {
+            libc::getrandom(
+                key[filled..].as_mut_ptr() as *mut libc::c_void,
+                key.len() - filled,
+                0,
+            )
+        };
+        if n > 0 {
+            filled += n as usize;
+        } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    if filled == key.len() {
+        return Some(key);
+    }
+    use std::io::Read;
+    let mut file = std::fs::File::open("/dev/urandom").ok()?;
+    file.read_exact(&mut key).ok()?;
+    Some(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn mac(b: u8) -> Mac {
+        [b; 32]
+    }
+
+    #[test]
+    fn hit_only_with_the_same_password_within_the_ttl() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(10);
+        c.insert("smtp", "john", mac(1), t0, 60 * S);
+        assert_eq!(c.lookup("smtp", "john", &mac(1), t0 + S, 60 * S), Some(S));
+        assert_eq!(c.lookup("smtp", "john", &mac(2), t0 + S, 60 * S), None);
+        assert_eq!(c.lookup("imap", "john", &mac(1), t0 + S, 60 * S), None);
+        assert_eq!(c.lookup("smtp", "jane", &mac(1), t0 + S, 60 * S), None);
+        assert_eq!(c.lookup("smtp", "john", &mac(1), t0 + 60 * S, 60 * S), None);
+        assert_eq!(
+            c.lookup("smtp", "john", &mac(1), t0 + S, Duration::ZERO),
+            None
+        );
+    }
+
+    #[test]
+    fn bounded_and_oldest_first() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(3);
+        for (i, u) in ["a", "b", "c", "d"].iter().enumerate() {
+            c.insert("s", u, mac(1), t0 + S * i as u32, 60 * S);
+        }
+        assert_eq!(c.len(), 3);
+        let now = t0 + 5 * S;
+        assert_eq!(c.lookup("s", "a", &mac(1), now, 60 * S), None);
+        for u in ["b", "c", "d"] {
+            assert!(c.lookup("s", u, &mac(1), now, 60 * S).is_some(), "{u}");
+        }
+        // Re-verifying b makes c the oldest.
+        c.insert("s", "b", mac(1), t0 + 6 * S, 60 * S);
+        c.insert("s", "e", mac(1), t0 + 7 * S, 60 * S);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.lookup("s", "c", &mac(1), t0 + 8 * S, 60 * S), None);
+        assert!(c.lookup("s", "b", &mac(1), t0 + 8 * S, 60 * S).is_some());
+    }
+
+    #[test]
+    fn expired_entries_go_first() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(100);
+        c.insert("s", "a", mac(1), t0, 10 * S);
+        c.insert("s", "b", mac(1), t0 + 5 * S, 10 * S);
+        c.insert("s", "c", mac(1), t0 + 12 * S, 10 * S);
+        assert_eq!(c.len(), 2, "a expired and was dropped");
+    }
+
+    #[test]
+    fn repeated_reverification_does_not_grow_without_bound() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(2);
+        for i in 0..10_000u32 {
+            c.insert(
+                "s",
+                "a",
+                mac(1),
+                t0 + Duration::from_millis(i as u64),
+                3600 * S,
+            );
+        }
+        assert_eq!(c.len(), 1);
+        assert!(c.order.len() <= 2 * c.len() + 65);
+    }
+
+    #[test]
+    fn removal_forgets() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(10);
+        c.insert("s", "a", mac(1), t0, 60 * S);
+        c.remove("s", "a");
+        assert_eq!(c.lookup("s", "a", &mac(1), t0, 60 * S), None);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn macs_depend_on_every_input_and_on_the_key() {
+        let k1 = [7u8; 32];
+        let k2 = [8u8; 32];
+        let cfg = [0u8; 32];
+        let p = Secret::new("Passw0rd");
+        let base = password_mac(&k1, &cfg, "smtp", "john", &p);
+        assert_ne!(base, password_mac(&k2, &cfg, "smtp", "john", &p));
+        assert_ne!(
+            base,
+            password_mac(&k1, &cfg, "smtp", "john", &Secret::new("passw0rd"))
+        );
+        assert_ne!(base, password_mac(&k1, &cfg, "smtpj", "ohn", &p));
+        assert_ne!(base, password_mac(&k1, &[1u8; 32], "smtp", "john", &p));
+        // Never the password itself.
+        assert!(!base.windows(8).any(|w| w == b"Passw0rd"));
+    }
+
+    #[test]
+    fn length_prefixes_keep_parts_apart() {
+        let k = [1u8; 32];
+        assert_eq!(hmac(&k, &[b"x"]), hmac(&k, &[b"x"]));
+        assert_ne!(hmac(&k, &[b"x", b""]), hmac(&k, &[b"x"]));
+    }
+
+    #[test]
+    fn config_digest_follows_the_answer_deciding_options() {
+        let k = [3u8; 32];
+        let a = Options::parse(&["backend=mailstore", "url=http://a/"]).unwrap();
+        let b = Options::parse(&["backend=mailstore", "url=http://b/"]).unwrap();
+        let a_quiet = Options::parse(&["backend=mailstore", "url=http://a/", "quiet"]).unwrap();
+        assert_ne!(config_digest(&k, &a), config_digest(&k, &b));
+        assert_eq!(config_digest(&k, &a), config_digest(&k, &a_quiet));
+    }
+
+    #[test]
+    fn random_keys_differ() {
+        assert_ne!(random_key().unwrap(), random_key().unwrap());
+    }
+}
