@@ -237,7 +237,7 @@ fn in_my_memory(masked: &[u8], mask: u8) -> Vec<String> {
     hits
 }
 
-/// The child: logins against a Kopano hash file (no network, so no HTTP library holds a copy),
+/// The child: 80 logins against a Kopano hash file (no network, so no HTTP library holds a copy),
 /// then a search of its own memory for both passwords.
 fn wipe_child() {
     use pam_mailauth::backend::kopano::hash::stored_value;
@@ -260,11 +260,15 @@ fn wipe_child() {
                 .collect()
         })
         .collect();
-    let svc = Service::module_line(&format!("backend=kopano file={}", hashes.display()));
-    // The right password last, so that its freed copies are the least likely to be reused.
-    for _ in 0..20 {
-        assert_eq!(svc.auth(USER, &wrong), PAM_AUTH_ERR);
-        assert_eq!(svc.login(USER, &right), (PAM_SUCCESS, Some(PAM_SUCCESS)));
+    // Without and with the cache (which must keep no plaintext). The right password last, so
+    // that its freed copies are the least likely to be reused.
+    for extra in ["", "cache_ttl=60"] {
+        let svc =
+            Service::module_line(&format!("backend=kopano file={} {extra}", hashes.display()));
+        for _ in 0..20 {
+            assert_eq!(svc.auth(USER, &wrong), PAM_AUTH_ERR);
+            assert_eq!(svc.login(USER, &right), (PAM_SUCCESS, Some(PAM_SUCCESS)));
+        }
     }
     drop((right, wrong));
     for (what, needle) in ["right", "wrong"].iter().zip(&masked) {
