@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(libpam0g-dev libssl-dev pkg-config pamtester libpam-wrapper sasl2-bin apache2
-          libapache2-mod-authnz-pam mariadb-server binutils curl)
+          libapache2-mod-authnz-pam mariadb-server binutils curl openssl)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -169,10 +169,15 @@ pub fn describe(err: &reqwest::Error, opts: &Options) -> String {
     if err.is_timeout() {
         format!("no answer within {:?}", opts.timeout)
     } else if err.is_connect() {
+        // The innermost cause, unless an outer one says the same and more: the TLS layer
+        // adds why a certificate failed verification ("(Hostname mismatch)").
         let mut cause = String::new();
         let mut source = std::error::Error::source(err);
         while let Some(s) = source {
-            cause = s.to_string();
+            let text = s.to_string();
+            if !cause.starts_with(text.trim_end()) {
+                cause = text;
+            }
             source = s.source();
         }
         format!("cannot connect: {cause}")

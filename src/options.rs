@@ -9,6 +9,7 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// Largest config file we read: a real one is a few hundred bytes; anything bigger is a mistake.
 pub const CONFIG_MAX_BYTES: u64 = 64 * 1024;
@@ -190,18 +191,41 @@ impl Default for Options {
 impl Options {
     /// Parses module arguments, reading the config file they name first.
     pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Options, ConfigError> {
-        let mut builder = Builder {
-            backend: None,
-            url_from: None,
-            opts: Options::default(),
-        };
         let config = args
             .iter()
             .filter_map(|a| a.as_ref().strip_prefix("config="))
             .last()
             .map(PathBuf::from);
-        if let Some(path) = &config {
-            let text = crate::cache::config_file(path, read_config_file)?;
+        match &config {
+            Some(path) => {
+                // Re-read only when the file changed (cache.rs); every check runs on a read.
+                let file = crate::cache::config_file(path, read_config_file)?;
+                Self::parse_with(Some((path, &file.text, file.other_readable)), args)
+            }
+            None => Self::parse_with(None, args),
+        }
+    }
+
+    /// The parser without the filesystem: `text` stands for the contents of a config file
+    /// that passed every ownership and permission check. For fuzzing and tests.
+    pub fn parse_config_text<S: AsRef<str>>(
+        text: &str,
+        args: &[S],
+    ) -> Result<Options, ConfigError> {
+        Self::parse_with(Some((Path::new("(config text)"), text, false)), args)
+    }
+
+    /// `file` is the config file's path, text, and whether "other" may read it.
+    fn parse_with<S: AsRef<str>>(
+        file: Option<(&Path, &str, bool)>,
+        args: &[S],
+    ) -> Result<Options, ConfigError> {
+        let mut builder = Builder {
+            backend: None,
+            url_from: None,
+            opts: Options::default(),
+        };
+        if let Some((path, text, other_readable)) = file {
             let mut holds_secret = false;
             for (number, line) in text.lines().enumerate() {
                 let line = line.trim();
@@ -217,10 +241,14 @@ impl Options {
                     ConfigError(format!("{}: line {}: {}", path.display(), number + 1, e.0))
                 })?;
             }
-            if holds_secret {
-                check_secret_file_mode(path)?;
+            if holds_secret && other_readable {
+                let shown = path.display();
+                return Err(ConfigError(format!(
+                    "config file {shown} holds a secret but is readable by everyone (chmod o-r {shown}; \
+                     group-readable is fine, e.g. chgrp www-data {shown} for Apache)"
+                )));
             }
-            builder.opts.config = Some(path.clone());
+            builder.opts.config = Some(path.to_path_buf());
         }
         for arg in args {
             let arg = arg.as_ref();
@@ -526,21 +554,37 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A config file that passed the checks, wiped from memory when dropped (it may hold secrets).
+#[derive(Clone)]
+struct ConfigText {
+    text: Zeroizing<String>,
+    other_readable: bool,
+}
+
 /// Reads the config file with the checks pam-u2f and pam_faillock make: no symlink, a regular
-/// file, owned by root, not writable by group or other, size-capped.
-fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+/// file, owned by root, not writable by group or other, size-capped. Every refusal names the
+/// command that fixes it. The checks are made on the opened file (fstat), not on the path.
+fn read_config_file(path: &Path) -> Result<ConfigText, ConfigError> {
     let shown = path.display();
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
+                let fix = match std::fs::canonicalize(path) {
+                    Ok(real) => format!("config={}", real.display()),
+                    Err(_) => "the real file".into(),
+                };
                 ConfigError(format!(
-                    "config file {shown} is a symbolic link; point config= at the real file"
+                    "config file {shown} is a symbolic link (refused: whoever can change the \
+                     link chooses the configuration); point config= at {fix}"
                 ))
             } else {
-                ConfigError(format!("config file {shown} cannot be opened: {e}"))
+                ConfigError(format!(
+                    "config file {shown} cannot be opened ({e}); check the path given in config="
+                ))
             }
         })?;
     let meta = file
@@ -548,7 +592,7 @@ fn read_config_file(path: &Path) -> Result<String, ConfigError> {
         .map_err(|e| ConfigError(format!("config file {shown}: {e}")))?;
     if !meta.file_type().is_file() {
         return Err(ConfigError(format!(
-            "config file {shown} is not a regular file"
+            "config file {shown} is not a regular file; point config= at a regular file"
         )));
     }
     if meta.uid() != 0 {
@@ -561,33 +605,35 @@ fn read_config_file(path: &Path) -> Result<String, ConfigError> {
             "config file {shown} is writable by group or other (chmod go-w {shown})"
         )));
     }
+    let too_big = || {
+        ConfigError(format!(
+            "config file {shown} is larger than {CONFIG_MAX_BYTES} bytes; a config file holds a \
+             few key = value lines: check that config= names the right file"
+        ))
+    };
     if meta.len() > CONFIG_MAX_BYTES {
-        return Err(ConfigError(format!(
-            "config file {shown} is larger than {CONFIG_MAX_BYTES} bytes"
-        )));
+        return Err(too_big());
     }
-    let mut text = String::new();
+    let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
     file.take(CONFIG_MAX_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| {
-            ConfigError(format!(
-                "config file {shown} is not readable UTF-8 text: {e}"
-            ))
-        })?;
-    Ok(text)
-}
-
-fn check_secret_file_mode(path: &Path) -> Result<(), ConfigError> {
-    let shown = path.display();
-    let meta = std::fs::symlink_metadata(path)
-        .map_err(|e| ConfigError(format!("config file {shown}: {e}")))?;
-    if meta.mode() & 0o004 != 0 {
-        return Err(ConfigError(format!(
-            "config file {shown} holds a secret but is readable by everyone (chmod o-r {shown}; \
-             group-readable is fine, e.g. chgrp www-data for Apache)"
-        )));
+        .read_to_end(&mut bytes)
+        .map_err(|e| ConfigError(format!("config file {shown} cannot be read: {e}")))?;
+    if bytes.len() as u64 > CONFIG_MAX_BYTES {
+        return Err(too_big());
     }
-    Ok(())
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => Zeroizing::new(t.to_string()),
+        Err(e) => {
+            return Err(ConfigError(format!(
+            "config file {shown} is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
+            e.valid_up_to()
+        )))
+        }
+    };
+    Ok(ConfigText {
+        text,
+        other_readable: meta.mode() & 0o004 != 0,
+    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use crate::secret::Secret;
 use crate::verdict::Verdict;
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::StatusCode;
+use zeroize::Zeroizing;
 
 /// The `cmd=list` directory grows with the user count: a separate, larger cap.
 const DIRECTORY_BODY_CAP: u64 = 16 * 1024 * 1024;
@@ -90,11 +91,16 @@ impl Mailstore<'_> {
 
 impl Backend for Mailstore<'_> {
     fn verify(&self, user: &str, password: &Secret) -> Answer {
-        let body = Secret::new(format!(
-            "cmd=auth&user={}&pass={}",
-            form_encode(user),
-            form_encode(password.expose())
-        ));
+        // Built in one pre-sized buffer so no unwiped copy of the password is left behind
+        // (the copy handed to the HTTP library is beyond our reach).
+        let encoded_user = form_encode(user);
+        let pass = Zeroizing::new(form_encode(password.expose()));
+        let mut body = Zeroizing::new(String::with_capacity(20 + encoded_user.len() + pass.len()));
+        body.push_str("cmd=auth&user=");
+        body.push_str(&encoded_user);
+        body.push_str("&pass=");
+        body.push_str(&pass);
+        let body = Secret::new(std::mem::take(&mut *body));
         failover(self.opts, |client, url| {
             match self.exchange(client, url, body.expose().to_string(), AUTH_BODY_CAP) {
                 Ok(answer) => match parse_auth_answer(&answer) {

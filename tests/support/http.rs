@@ -201,6 +201,9 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
 
 fn serve(conn: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, handler: &Handler) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    // Head and body go out in two writes: without this, Nagle holds the body back until the
+    // client's delayed ACK (40 ms per request on a kept-alive connection).
+    let _ = conn.set_nodelay(true);
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     while let Some(req) = read_request(&mut reader) {

@@ -11,6 +11,8 @@ pub mod mailstore;
 pub mod mariadb;
 pub mod pam;
 pub mod saslauthd;
+pub mod syslog;
+pub mod tls;
 
 pub use self::pam::*;
 pub mod james;

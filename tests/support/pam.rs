@@ -56,6 +56,19 @@ struct ConvData {
     prompts: AtomicUsize,
 }
 
+impl Drop for ConvData {
+    /// Wipes the test's own copy of the password, so that a test searching the process's
+    /// memory for leftover passwords finds only what the module (or libpam) left.
+    fn drop(&mut self) {
+        if let Some(p) = self.password.take() {
+            let mut bytes = p.into_bytes_with_nul();
+            for b in bytes.iter_mut() {
+                unsafe { std::ptr::write_volatile(b, 0) };
+            }
+        }
+    }
+}
+
 extern "C" fn converse(
     n: c_int,
     msgs: *mut *const PamMessage,
@@ -140,6 +153,11 @@ impl Transaction {
         unsafe {
             pam_setcred(self.pamh, 2 /* PAM_ESTABLISH_CRED */)
         }
+    }
+
+    /// The raw `pam_handle_t *`, for tests that set items the harness does not wrap.
+    pub fn handle(&self) -> *mut c_void {
+        self.pamh
     }
 
     pub fn prompts(&self) -> usize {

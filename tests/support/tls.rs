@@ -1,0 +1,294 @@
+//! TLS for tests: certificates made at test time with the `openssl` command, and an HTTPS
+//! server (native-tls) that hands each request to a handler such as the MailStore fake.
+
+use super::http::{Reply, Request};
+use super::pam::TempDir;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A certificate and its private key, both PEM files.
+#[derive(Clone)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl command (package openssl) must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const EC: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+
+/// Certificates for one test: a private CA and whatever it or `self_signed` makes.
+pub struct Pki {
+    pub dir: TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        Pki {
+            dir: TempDir::new("pki"),
+        }
+    }
+
+    fn files(&self, name: &str) -> CertFiles {
+        CertFiles {
+            cert: self.dir.path().join(format!("{name}.pem")),
+            key: self.dir.path().join(format!("{name}.key")),
+        }
+    }
+
+    /// A self-signed certificate (its own CA) for the given subjectAltName, e.g.
+    /// `IP:127.0.0.1,DNS:localhost`.
+    pub fn self_signed(&self, name: &str, san: &str) -> CertFiles {
+        let f = self.files(name);
+        let (cert, key) = (f.cert.to_str().unwrap(), f.key.to_str().unwrap());
+        let mut args = vec!["req", "-x509"];
+        args.extend(EC);
+        let san = format!("subjectAltName={san}");
+        args.extend([
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pam_mailauth test",
+            "-addext",
+            &san,
+        ]);
+        openssl(self.dir.path(), &args);
+        f
+    }
+
+    /// A CA certificate (what an admin would put in `cafile=`).
+    pub fn ca(&self, name: &str) -> CertFiles {
+        let f = self.files(name);
+        let (cert, key) = (f.cert.to_str().unwrap(), f.key.to_str().unwrap());
+        let mut args = vec!["req", "-x509"];
+        args.extend(EC);
+        args.extend([
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pam_mailauth test CA",
+        ]);
+        openssl(self.dir.path(), &args);
+        f
+    }
+
+    /// A server certificate for `san` issued by `ca`.
+    pub fn issued(&self, ca: &CertFiles, name: &str, san: &str) -> CertFiles {
+        let f = self.files(name);
+        let (cert, key) = (f.cert.to_str().unwrap(), f.key.to_str().unwrap());
+        let csr = self.dir.path().join(format!("{name}.csr"));
+        let ext = self.dir.path().join(format!("{name}.ext"));
+        std::fs::write(
+            &ext,
+            format!(
+                "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+                 extendedKeyUsage=serverAuth\nsubjectAltName={san}\n"
+            ),
+        )
+        .unwrap();
+        let mut args = vec!["req", "-new"];
+        args.extend(EC);
+        args.extend([
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            csr.to_str().unwrap(),
+            "-subj",
+            "/CN=pam_mailauth test server",
+        ]);
+        openssl(self.dir.path(), &args);
+        openssl(
+            self.dir.path(),
+            &[
+                "x509",
+                "-req",
+                "-in",
+                csr.to_str().unwrap(),
+                "-CA",
+                ca.cert.to_str().unwrap(),
+                "-CAkey",
+                ca.key.to_str().unwrap(),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                ext.to_str().unwrap(),
+                "-out",
+                cert,
+            ],
+        );
+        f
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Pki::new()
+    }
+}
+
+type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
+
+/// An HTTPS server presenting one certificate. Counts handshakes that failed (the client
+/// refused the certificate) and records the requests that got through.
+pub struct TlsServer {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Request>>>,
+    handshake_failures: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TlsServer {
+    pub fn start(
+        cert: &CertFiles,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> TlsServer {
+        let identity = native_tls::Identity::from_pkcs8(
+            &std::fs::read(&cert.cert).unwrap(),
+            &std::fs::read(&cert.key).unwrap(),
+        )
+        .unwrap();
+        let acceptor = Arc::new(native_tls::TlsAcceptor::new(identity).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handshake_failures = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (r, f, s) = (requests.clone(), handshake_failures.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (r, f, h, a) = (r.clone(), f.clone(), handler.clone(), acceptor.clone());
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                    let _ = conn.set_nodelay(true);
+                    match a.accept(conn) {
+                        Ok(stream) => serve(stream, &r, &*h),
+                        Err(_) => {
+                            f.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        TlsServer {
+            addr,
+            requests,
+            handshake_failures,
+            stop,
+        }
+    }
+
+    /// `https://HOST:port{path}`; HOST is `127.0.0.1` or `localhost`.
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.addr.port())
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn handshake_failures(&self) -> usize {
+        self.handshake_failures.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn read_request(reader: &mut impl BufRead) -> Option<Request> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let len = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+fn serve(stream: native_tls::TlsStream<TcpStream>, requests: &Mutex<Vec<Request>>, h: &Handler) {
+    let mut reader = BufReader::new(stream);
+    while let Some(req) = read_request(&mut reader) {
+        requests.lock().unwrap().push(req.clone());
+        let Reply::Http {
+            status,
+            headers,
+            body,
+        } = h(&req)
+        else {
+            return;
+        };
+        let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let w = reader.get_mut();
+        if w.write_all(head.as_bytes())
+            .and_then(|_| w.write_all(&body))
+            .and_then(|_| w.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
