@@ -15,6 +15,7 @@ pub mod http;
 pub mod options;
 pub mod pam;
 pub mod secret;
+pub mod trusted_file;
 pub mod verdict;
 
 use pam::{Host, Level, LibPam};

@@ -3,10 +3,9 @@
 //! here, by key name, before any backend is contacted.
 
 use crate::secret::Secret;
+use crate::trusted_file::{self, Role};
 use crate::verdict::Leniency;
 use std::fmt;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -561,78 +560,17 @@ struct ConfigText {
     other_readable: bool,
 }
 
-/// Reads the config file with the checks pam-u2f and pam_faillock make: no symlink, a regular
-/// file, owned by root, not writable by group or other, size-capped. Every refusal names the
-/// command that fixes it. The checks are made on the opened file (fstat), not on the path.
+/// The config file, read under the rules of `trusted_file`.
 fn read_config_file(path: &Path) -> Result<ConfigText, ConfigError> {
-    let shown = path.display();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                let fix = match std::fs::canonicalize(path) {
-                    Ok(real) => format!("config={}", real.display()),
-                    Err(_) => "the real file".into(),
-                };
-                ConfigError(format!(
-                    "config file {shown} is a symbolic link (refused: whoever can change the \
-                     link chooses the configuration); point config= at {fix}"
-                ))
-            } else {
-                ConfigError(format!(
-                    "config file {shown} cannot be opened ({e}); check the path given in config="
-                ))
-            }
-        })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| ConfigError(format!("config file {shown}: {e}")))?;
-    if !meta.file_type().is_file() {
-        return Err(ConfigError(format!(
-            "config file {shown} is not a regular file; point config= at a regular file"
-        )));
-    }
-    if meta.uid() != 0 {
-        return Err(ConfigError(format!(
-            "config file {shown} must be owned by root (chown root {shown})"
-        )));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(ConfigError(format!(
-            "config file {shown} is writable by group or other (chmod go-w {shown})"
-        )));
-    }
-    let too_big = || {
-        ConfigError(format!(
-            "config file {shown} is larger than {CONFIG_MAX_BYTES} bytes; a config file holds a \
-             few key = value lines: check that config= names the right file"
-        ))
+    const ROLE: Role = Role {
+        name: "config file",
+        option: "config=",
+        holds: "a few key = value lines",
     };
-    if meta.len() > CONFIG_MAX_BYTES {
-        return Err(too_big());
-    }
-    let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
-    file.take(CONFIG_MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ConfigError(format!("config file {shown} cannot be read: {e}")))?;
-    if bytes.len() as u64 > CONFIG_MAX_BYTES {
-        return Err(too_big());
-    }
-    let text = match std::str::from_utf8(&bytes) {
-        Ok(t) => Zeroizing::new(t.to_string()),
-        Err(e) => {
-            return Err(ConfigError(format!(
-            "config file {shown} is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
-            e.valid_up_to()
-        )))
-        }
-    };
+    let file = trusted_file::read(path, &ROLE, CONFIG_MAX_BYTES).map_err(ConfigError)?;
     Ok(ConfigText {
-        text,
-        other_readable: meta.mode() & 0o004 != 0,
+        other_readable: file.other_readable(),
+        text: file.text,
     })
 }
 

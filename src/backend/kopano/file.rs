@@ -15,9 +15,8 @@
 use super::Record;
 use super::ACTIVE_USER;
 use crate::secret::Secret;
+use crate::trusted_file::{self, Role};
 use crate::verdict::Verdict;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -88,42 +87,16 @@ pub fn parse_line(line: &str) -> Result<Option<Entry<'_>>, String> {
     }))
 }
 
-/// Reads the hash file with the same checks as the config file.
+/// Reads the hash file under the same rules as the config file (`trusted_file`).
 fn read(path: &Path) -> Result<Zeroizing<String>, Verdict> {
-    let shown = path.display();
-    let bad = |why: String| Verdict::Misconfigured(format!("hash file {shown}: {why}"));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                bad("is a symbolic link; point file= at the real file".into())
-            } else {
-                bad(format!("cannot be opened: {e}"))
-            }
-        })?;
-    let meta = file.metadata().map_err(|e| bad(e.to_string()))?;
-    if !meta.file_type().is_file() {
-        return Err(bad("is not a regular file".into()));
-    }
-    if meta.uid() != 0 {
-        return Err(bad(format!("must be owned by root (chown root {shown})")));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(bad(format!(
-            "is writable by group or other (chmod go-w {shown})"
-        )));
-    }
-    if meta.len() > FILE_MAX_BYTES {
-        return Err(bad(format!("is larger than {FILE_MAX_BYTES} bytes")));
-    }
-    let mut text = Zeroizing::new(String::new());
-    file.take(FILE_MAX_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| bad(format!("is not readable UTF-8 text: {e}")))?;
-    Ok(text)
+    const ROLE: Role = Role {
+        name: "hash file",
+        option: "file=",
+        holds: "one login:hash line per user",
+    };
+    trusted_file::read(path, &ROLE, FILE_MAX_BYTES)
+        .map(|f| f.text)
+        .map_err(Verdict::Misconfigured)
 }
 
 /// The record for `user`, `None` if no line names them. A malformed line anywhere makes the
