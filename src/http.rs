@@ -21,6 +21,8 @@ pub struct ClientKey {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub cafile: Option<PathBuf>,
+    /// kopano's `socket=`: every request goes over this unix socket instead of TCP.
+    pub unix_socket: Option<PathBuf>,
 }
 
 impl ClientKey {
@@ -29,6 +31,7 @@ impl ClientKey {
             timeout: opts.timeout,
             connect_timeout: opts.connect_timeout,
             cafile: opts.cafile.clone(),
+            unix_socket: opts.socket.clone(),
         }
     }
 }
@@ -96,6 +99,9 @@ fn build(key: &ClientKey) -> Result<Client, Verdict> {
         .no_proxy()
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("pam_mailauth/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &key.unix_socket {
+        builder = builder.unix_socket(path.as_path());
+    }
     if let Some(path) = &key.cafile {
         let pem = std::fs::read(path)
             .map_err(|e| Verdict::Misconfigured(format!("cafile {}: {e}", path.display())))?;

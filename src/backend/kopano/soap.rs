@@ -17,17 +17,12 @@
 //! user alike. Any other `er`, a SOAP fault, another status, or garbage: unavailable.
 
 use crate::backend::Answer;
-use crate::http::{self, failover, read_capped, Attempt, AUTH_BODY_CAP};
+use crate::http::{self, failover, read_capped, Attempt, ClientKey, AUTH_BODY_CAP};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
-use once_cell::sync::Lazy;
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
 
 /// KOPANO_CAP_UNICODE (0x200) | 0x100 | 0x40 | 0x10: a known-good set.
 pub const CAPABILITIES: u32 = 0x200 | 0x100 | 0x40 | 0x10;
@@ -188,99 +183,20 @@ pub fn logon(opts: &Options, user: &str, password: &Secret) -> Answer {
     let envelope = logon_envelope(user, password);
     match &opts.socket {
         Some(path) => {
-            let endpoint = Some(format!("unix:{}", path.display()));
-            let client = match socket_client(path, opts) {
-                Ok(c) => c,
-                Err(v) => return v.into(),
+            // The pooled client for this configuration reaches the socket (http::ClientKey).
+            let verdict = match http::client(&ClientKey::of(opts)) {
+                Ok(client) => match exchange(&client, SOCKET_URL, &envelope, opts) {
+                    Attempt::Answer(v) => v,
+                    Attempt::NextUrl(why) => Verdict::Unavailable(why),
+                },
+                Err(v) => v,
             };
-            let verdict = match exchange(&client, SOCKET_URL, &envelope, opts) {
-                Attempt::Answer(v) => v,
-                Attempt::NextUrl(why) => {
-                    discard_socket_client(path, opts);
-                    Verdict::Unavailable(why)
-                }
-            };
-            Answer { verdict, endpoint }
+            Answer {
+                verdict,
+                endpoint: Some(format!("unix:{}", path.display())),
+            }
         }
         None => failover(opts, |client, url| exchange(client, url, &envelope, opts)),
-    }
-}
-
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct SocketKey {
-    path: PathBuf,
-    timeout: Duration,
-    connect_timeout: Duration,
-}
-
-struct Pooled {
-    pid: u32,
-    client: Client,
-}
-
-static SOCKET_CLIENTS: Lazy<Mutex<HashMap<SocketKey, Pooled>>> =
-    Lazy::new(|| Mutex::new(HashMap::new()));
-
-fn socket_key(path: &Path, opts: &Options) -> SocketKey {
-    SocketKey {
-        path: path.to_path_buf(),
-        timeout: opts.timeout,
-        connect_timeout: opts.connect_timeout,
-    }
-}
-
-/// A client that reaches kopano-server over its unix socket, one per process (see http.rs
-/// for why a client created before fork() must never be used or dropped in the child).
-fn socket_client(path: &Path, opts: &Options) -> Result<Client, Verdict> {
-    let key = socket_key(path, opts);
-    let pid = std::process::id();
-    let mut pool = SOCKET_CLIENTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(p) = pool.get(&key) {
-        if p.pid == pid {
-            return Ok(p.client.clone());
-        }
-    }
-    let client = Client::builder()
-        .unix_socket(path)
-        .timeout(opts.timeout)
-        .connect_timeout(opts.connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("pam_mailauth/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| {
-            Verdict::Misconfigured(format!(
-                "cannot set up the HTTP client for socket={}: {}",
-                path.display(),
-                e.without_url()
-            ))
-        })?;
-    let stale = pool.insert(
-        key,
-        Pooled {
-            pid,
-            client: client.clone(),
-        },
-    );
-    if let Some(stale) = stale {
-        if stale.pid != pid {
-            std::mem::forget(stale);
-        }
-    }
-    Ok(client)
-}
-
-fn discard_socket_client(path: &Path, opts: &Options) {
-    let mut pool = SOCKET_CLIENTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(p) = pool.remove(&socket_key(path, opts)) {
-        if p.pid != std::process::id() {
-            std::mem::forget(p);
-        }
     }
 }
 
