@@ -12,6 +12,7 @@
 //! Time is a parameter (`now`), so expiry is tested without sleeping.
 
 use crate::backend::Answer;
+use crate::lock::lock_briefly;
 use crate::options::Options;
 use crate::pam::{Host, Level};
 use crate::secret::Secret;
@@ -19,7 +20,7 @@ use crate::verdict::Verdict;
 use once_cell::sync::Lazy;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
@@ -302,23 +303,6 @@ fn with_cache<R>(opts: &Options, config: &Mac, f: impl FnOnce(&mut Cache) -> R) 
         cache.set_capacity(opts.cache_size);
     }
     Some(f(cache))
-}
-
-/// The lock, waiting at most a few milliseconds for it.
-pub fn lock_briefly<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    let deadline = Instant::now() + Duration::from_millis(20);
-    loop {
-        match mutex.try_lock() {
-            Ok(guard) => return Some(guard),
-            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) => {
-                if Instant::now() >= deadline {
-                    return None;
-                }
-                std::thread::yield_now();
-            }
-        }
-    }
 }
 
 /// HMAC-SHA-256 (RFC 2104) of length-prefixed parts.

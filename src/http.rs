@@ -50,7 +50,7 @@ pub fn client(key: &ClientKey) -> Result<Client, Verdict> {
     let pid = std::process::id();
     // A pool lock still held after fork() by a thread that no longer exists must not hang
     // the login: build an unpooled client instead.
-    let Some(mut pool) = crate::cache::lock_briefly(&CLIENTS) else {
+    let Some(mut pool) = crate::lock::lock_briefly(&CLIENTS) else {
         return build(key);
     };
     if let Some(p) = pool.get(key) {
@@ -78,7 +78,7 @@ pub fn client(key: &ClientKey) -> Result<Client, Verdict> {
 
 /// Drops the pooled client after a transport error so the next attempt starts clean.
 pub fn discard(key: &ClientKey) {
-    let Some(mut pool) = crate::cache::lock_briefly(&CLIENTS) else {
+    let Some(mut pool) = crate::lock::lock_briefly(&CLIENTS) else {
         return;
     };
     if let Some(p) = pool.remove(key) {

@@ -73,7 +73,8 @@ fn key_of(dsn: &Secret, opts: &Options) -> Key {
 
 fn take(key: &Key) -> Option<Conn> {
     let pid = std::process::id();
-    let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+    // Without the lock (see crate::lock) the login simply opens a fresh connection.
+    let mut pool = crate::lock::lock_briefly(&POOL)?;
     let entry = pool.entry(*key).or_insert_with(|| Pooled {
         pid,
         idle: Vec::new(),
@@ -91,7 +92,9 @@ fn take(key: &Key) -> Option<Conn> {
 
 fn give_back(key: &Key, conn: Conn) {
     let pid = std::process::id();
-    let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mut pool) = crate::lock::lock_briefly(&POOL) else {
+        return;
+    };
     match pool.get_mut(key) {
         Some(entry) if entry.pid == pid && entry.idle.len() < IDLE_PER_DSN => entry.idle.push(conn),
         _ => drop(conn),

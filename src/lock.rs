@@ -1,0 +1,26 @@
+//! Locks for process-wide state that a forked child inherits.
+//!
+//! Hosts fork (saslauthd with -n, Apache prefork). A mutex that another thread held at the
+//! moment of fork() stays locked for ever in the child, and waiting on it would hang the login.
+//! So the module's pools and caches are taken with a short, bounded wait; a caller that does
+//! not get the lock does its work without the shared state (an unpooled client, a cache miss).
+
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
+
+/// The lock, waiting at most a few milliseconds for it; `None` if it stays taken.
+pub fn lock_briefly<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    let deadline = Instant::now() + Duration::from_millis(20);
+    loop {
+        match mutex.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+}
