@@ -2,7 +2,7 @@
 //! can misbehave on purpose (hang, drip, huge bodies, garbage) to test failure paths.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -165,7 +165,9 @@ pub fn refused_url() -> String {
     format!("http://{addr}/")
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+/// One HTTP/1.1 request (Content-Length bodies), or `None` at end of stream. Shared by every
+/// fake server, plain, TLS or unix socket.
+pub fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;
