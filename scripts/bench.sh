@@ -42,6 +42,8 @@ cleanup() {
   for g in "${PGIDS[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
   sleep 0.5
   for g in "${PGIDS[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
+  # Reap them here, so the shell does not report the daemons it started as "Killed".
+  wait 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
