@@ -12,22 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-PACKAGES=(nginx-light mariadb-server sasl2-bin libpam-mysql libpam-wrapper libpam0g-dev curl python3)
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "== installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    echo "missing packages (run as root to install them): ${missing[*]}" >&2
-    exit 1
-  fi
-fi
+. scripts/ensure-packages.sh
+ensure_packages nginx-light mariadb-server sasl2-bin libpam-mysql libpam-wrapper libpam0g-dev curl python3
 PATH=$PATH:/usr/sbin:/sbin
 WRAPPER=$(ls /usr/lib/*/libpam_wrapper.so 2>/dev/null | head -1)
 

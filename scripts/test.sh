@@ -5,23 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(libpam0g-dev libssl-dev pkg-config pamtester libpam-wrapper sasl2-bin apache2
+. scripts/ensure-packages.sh
+PACKAGES=(libpam0g-dev libssl-dev pkg-config libpam-wrapper sasl2-bin apache2
           libapache2-mod-authnz-pam mariadb-server binutils curl openssl)
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "== installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    echo "missing packages (run as root to install them): ${missing[*]}" >&2
-    exit 1
-  fi
-fi
+ensure_packages "${PACKAGES[@]}"
 
 echo "== build (release, shared by every test stage)"
 cargo build --release --lib
