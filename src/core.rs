@@ -361,7 +361,9 @@ mod tests {
         assert_eq!(code, PamError::IGNORE);
         assert_eq!(host.delay.get(), 250_000);
         let logs = host.logs.borrow();
-        let line = &logs.iter().find(|(l, _)| *l == Level::Error).unwrap().1;
+        let Some((_, line)) = logs.iter().find(|(l, _)| *l == Level::Error) else {
+            panic!("no error line in {logs:?}")
+        };
         assert!(
             line.contains("backend unavailable")
                 && line.contains("127.0.0.1:9")

@@ -582,9 +582,13 @@ mod tests {
         Options::parse(args)
     }
 
+    fn parsed(args: &[&str]) -> Options {
+        parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
     #[test]
     fn minimal_mailstore_line() {
-        let o = parse(&["backend=mailstore", "url=https://a.example/x"]).unwrap();
+        let o = parsed(&["backend=mailstore", "url=https://a.example/x"]);
         assert_eq!(o.backend, BackendKind::Mailstore);
         assert_eq!(o.timeout, Duration::from_secs(10));
         assert_eq!(o.connect_timeout, Duration::from_secs(3));
@@ -632,7 +636,7 @@ mod tests {
         assert!(parse(&["backend=kopano", "url=http://localhost:236/"]).is_ok());
         assert!(parse(&["backend=kopano", "socket=/var/run/kopano/server.sock"]).is_ok());
         assert!(parse(&["backend=kopano", "socket=/s", "url=http://a/"]).is_err());
-        let o = parse(&["backend=kopano", "socket=file:///var/run/zarafa"]).unwrap();
+        let o = parsed(&["backend=kopano", "socket=file:///var/run/zarafa"]);
         assert_eq!(o.socket, Some(PathBuf::from("/var/run/zarafa")));
         assert!(parse(&["backend=kopano", "socket=http://localhost:236/"]).is_err());
         assert!(parse(&["backend=kopano", "socket=/s", "feature=imap"]).is_err());

@@ -639,7 +639,9 @@ mod tests {
 
     #[test]
     fn session_keys_from_the_documented_headers() {
-        let base = Url::parse("https://webmail.example.com/").unwrap();
+        let Ok(base) = Url::parse("https://webmail.example.com/") else {
+            panic!("base URL")
+        };
         let mut h = HeaderMap::new();
         h.append(SET_COOKIE, HeaderValue::from_static("other=1; Path=/"));
         h.append(
@@ -661,9 +663,12 @@ mod tests {
             LOCATION,
             HeaderValue::from_static("https://webmail.example.com/index.hsp?x=1&_h=abc"),
         );
-        assert_eq!(SessionKeys::from_headers(&h, &base).unwrap().url_key, "abc");
+        assert_eq!(
+            SessionKeys::from_headers(&h, &base).map(|k| k.url_key),
+            Some("abc".into())
+        );
         for bad in ["/", "/?_h=", "/?_h=a&_h=b", "/?h=abc"] {
-            h.insert(LOCATION, HeaderValue::from_str(bad).unwrap());
+            h.insert(LOCATION, HeaderValue::from_static(bad));
             assert_eq!(SessionKeys::from_headers(&h, &base), None, "{bad}");
         }
         assert_eq!(hmail_cookie("_hmail=\"q1\"; Path=/"), Some("q1".into()));
@@ -713,7 +718,7 @@ mod tests {
                 "https://m.example.com/api/v1/login",
             ),
         ] {
-            assert_eq!(rest_login_url(root).unwrap().as_str(), want);
+            assert_eq!(rest_login_url(root).as_ref().map(Url::as_str), Some(want));
         }
     }
 }

@@ -135,13 +135,15 @@ mod tests {
         assert_eq!(parse_line("# comment"), Ok(None));
         assert_eq!(parse_line("   "), Ok(None));
         assert_eq!(parse_line("  # indented comment"), Ok(None));
-        let e = parse_line("john:0a1b2c3d8633ae2424d0813ebe58c8b23ccda08f")
-            .unwrap()
-            .unwrap();
+        let Ok(Some(e)) = parse_line("john:0a1b2c3d8633ae2424d0813ebe58c8b23ccda08f") else {
+            panic!("a plain line must parse")
+        };
         assert_eq!(e.login, "john");
         assert_eq!(e.hash, "0a1b2c3d8633ae2424d0813ebe58c8b23ccda08f");
         assert!(e.enabled.is_empty() && e.disabled.is_empty());
-        let e = parse_line("j@x.org:h:IMAP|pop3:mobile\r").unwrap().unwrap();
+        let Ok(Some(e)) = parse_line("j@x.org:h:IMAP|pop3:mobile\r") else {
+            panic!("a line with feature fields must parse")
+        };
         assert_eq!(e.enabled, vec!["imap", "pop3"]);
         assert_eq!(e.disabled, vec!["mobile"]);
     }
