@@ -197,8 +197,8 @@ impl Options {
             .map(PathBuf::from);
         match &config {
             Some(path) => {
-                // Re-read only when the file changed (cache.rs); every check runs on a read.
-                let file = crate::cache::config_file(path, read_config_file)?;
+                // Re-read only when the file changed; every check runs on each read.
+                let file = trusted_file::reuse_or_read(path, read_config_file)?;
                 Self::parse_with(Some((path, &file.text, file.other_readable)), args)
             }
             None => Self::parse_with(None, args),
