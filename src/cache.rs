@@ -343,6 +343,38 @@ fn password_mac(key: &[u8; 32], config: &Mac, service: &str, user: &str, passwor
 /// A digest of every option that decides the backend's answer: two module lines share
 /// cached checks only if they would ask the same store the same question.
 pub fn config_digest(key: &[u8; 32], opts: &Options) -> Mac {
+    // Every field is named here, so a new option cannot be added without deciding whether
+    // it changes the answer (and so belongs in the digest) or not.
+    let Options {
+        backend,
+        urls,
+        config: _,
+        timeout: _,
+        connect_timeout: _,
+        cafile,
+        password_source: _,
+        mapping,
+        leniency: _,
+        cache_ttl: _,
+        cache_size: _,
+        cache_fallback: _,
+        fail_delay_ms: _,
+        debug: _,
+        quiet: _,
+        http_user,
+        http_password,
+        token,
+        account_check,
+        api,
+        method,
+        dsn,
+        file,
+        socket,
+        features,
+        disabled_features,
+        #[cfg(feature = "fault-injection")]
+            inject_panic: _,
+    } = opts;
     let path = |p: &Option<std::path::PathBuf>| {
         p.as_ref()
             .map(|p| p.to_string_lossy().into_owned())
@@ -355,23 +387,20 @@ pub fn config_digest(key: &[u8; 32], opts: &Options) -> Mac {
         )
     };
     let fields: Vec<String> = vec![
-        opts.backend.name().to_string(),
-        opts.urls.join("\n"),
-        path(&opts.cafile),
-        format!("{:?}", opts.mapping),
-        opts.http_user.clone().unwrap_or_default(),
-        format!("{:?}", opts.api),
-        format!("{:?}", opts.method),
-        path(&opts.file),
-        opts.features.join("|"),
-        opts.disabled_features.join("|"),
-        format!("{}", opts.account_check),
+        backend.name().to_string(),
+        urls.join("\n"),
+        path(cafile),
+        format!("{mapping:?}"),
+        http_user.clone().unwrap_or_default(),
+        format!("{api:?}"),
+        format!("{method:?}"),
+        path(file),
+        path(socket),
+        features.join("|"),
+        disabled_features.join("|"),
+        format!("{account_check}"),
     ];
-    let secrets = [
-        secret(&opts.http_password),
-        secret(&opts.token),
-        secret(&opts.dsn),
-    ];
+    let secrets = [secret(http_password), secret(token), secret(dsn)];
     let mut parts: Vec<&[u8]> = vec![b"config"];
     parts.extend(fields.iter().map(|f| f.as_bytes()));
     parts.extend(secrets.iter().map(|s| s.as_bytes()));
@@ -524,6 +553,9 @@ mod tests {
         let a = parse(&["backend=mailstore", "url=http://a/"]);
         let b = parse(&["backend=mailstore", "url=http://b/"]);
         let a_quiet = parse(&["backend=mailstore", "url=http://a/", "quiet"]);
+        let sock1 = parse(&["backend=kopano", "socket=/run/one.sock"]);
+        let sock2 = parse(&["backend=kopano", "socket=/run/two.sock"]);
+        assert_ne!(config_digest(&k, &sock1), config_digest(&k, &sock2));
         assert_ne!(config_digest(&k, &a), config_digest(&k, &b));
         assert_eq!(config_digest(&k, &a), config_digest(&k, &a_quiet));
     }
