@@ -20,6 +20,11 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
         // Like pam_unix: libpam applies the delay only if the whole stack fails.
         host.fail_delay(opts.fail_delay_ms.saturating_mul(1000).min(u32::MAX as u64) as u32);
     }
+    let backend = backend::for_options(&opts);
+    if let Some(why) = backend.cannot_verify() {
+        host.log(Level::Error, &format!("configuration error: {why}"));
+        return PamError::SERVICE_ERR;
+    }
     #[cfg(feature = "fault-injection")]
     if opts.inject_panic {
         #[allow(clippy::panic)]
@@ -70,7 +75,6 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
         );
     }
     let started = Instant::now();
-    let backend = backend::for_options(&opts);
     let answer = cache::check(host, &opts, &mapped, &password, started, || {
         backend.verify(&mapped, &password)
     });

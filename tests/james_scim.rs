@@ -109,5 +109,8 @@ fn scim_garbage_is_unavailable_and_auth_lines_are_a_configuration_error() {
         server.url("/scim"),
         cfg.display()
     ));
-    assert_eq!(svc.auth("a@example.test", "x"), PAM_SERVICE_ERR);
+    // Refused as a configuration error before anyone is asked for a password.
+    let mut t = svc.start("a@example.test", Some(""));
+    assert_eq!(t.authenticate(), PAM_SERVICE_ERR);
+    assert_eq!(t.prompts(), 0);
 }

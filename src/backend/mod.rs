@@ -16,6 +16,12 @@ pub trait Backend {
     /// Checks a (non-empty) password for an already-mapped user name.
     fn verify(&self, user: &str, password: &Secret) -> Answer;
 
+    /// Why this backend cannot check passwords at all (an account-only API), if so. An `auth`
+    /// line for it is a configuration error, reported before anyone is asked for a password.
+    fn cannot_verify(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Checks the account without a password; `None` when this backend cannot.
     fn account(&self, _user: &str) -> Option<Answer> {
         None

@@ -30,11 +30,13 @@ pub fn parse_active(body: &[u8]) -> Option<bool> {
 }
 
 impl Backend for Scim<'_> {
+    fn cannot_verify(&self) -> Option<&'static str> {
+        Some("backend=scim cannot check passwords (the SCIM API has none); use it on an account line")
+    }
+
     fn verify(&self, _user: &str, _password: &Secret) -> Answer {
-        Verdict::Misconfigured(
-            "backend=scim cannot check passwords (the SCIM API has none); use it on an account line".into(),
-        )
-        .into()
+        // Not reached through the core, which asks cannot_verify() first.
+        Verdict::Misconfigured(self.cannot_verify().unwrap_or_default().into()).into()
     }
 
     fn account(&self, user: &str) -> Option<Answer> {
