@@ -472,3 +472,35 @@ fn a_percent_encoded_dsn_password_works() {
     let l = line_with(&db.dsn_as("kopano_pct", "p%40ss%3Aw%2Frd%3F%23"), "");
     assert_eq!(l.svc.auth("db-pct", "Passw0rd"), PAM_SUCCESS);
 }
+
+#[test]
+fn a_database_of_another_shape_is_authinfo_unavail_not_a_crash() {
+    // Same table names, other column types: an object class beyond 32 bits (it still looks
+    // like a user to the query's mask) cannot be Kopano's. The module must say so
+    // (unavailable), not panic on the conversion.
+    let db = mariadb::server();
+    db.root_sql(
+        "CREATE DATABASE IF NOT EXISTS notkopano;
+         CREATE TABLE IF NOT EXISTS notkopano.object (id bigint NOT NULL, externid varbinary(255), objectclass bigint);
+         CREATE TABLE IF NOT EXISTS notkopano.objectproperty (objectid bigint, propname varchar(255), value text);
+         CREATE TABLE IF NOT EXISTS notkopano.objectmvproperty (objectid bigint, propname varchar(255), orderid int, value text);
+         DELETE FROM notkopano.object; DELETE FROM notkopano.objectproperty;
+         INSERT INTO notkopano.object VALUES (7, NULL, 4295032833);
+         INSERT INTO notkopano.objectproperty VALUES (7, 'loginname', 'odd-shape'), (7, 'password', 'x');
+         CREATE USER IF NOT EXISTS 'oddshape'@'127.0.0.1' IDENTIFIED BY 'odd-pw';
+         GRANT SELECT ON notkopano.* TO 'oddshape'@'127.0.0.1';",
+    );
+    let port = db
+        .dsn()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .map(str::to_string)
+        .unwrap();
+    let l = line_with(
+        &format!("mysql://oddshape:odd-pw@127.0.0.1:{port}/notkopano"),
+        "",
+    );
+    assert_eq!(l.svc.auth("odd-shape", "x"), PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(account(&l, "odd-shape"), PAM_AUTHINFO_UNAVAIL);
+}

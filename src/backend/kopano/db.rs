@@ -158,6 +158,12 @@ fn describe(err: &mysql::Error, timeout: Duration) -> String {
         E::IoError(e) => format!("cannot talk to the database: {e}"),
         E::DriverError(e) => format!("cannot talk to the database: {e}"),
         E::CodecError(e) => format!("garbled answer from the database: {e}"),
+        // Never the row itself: it may hold a password hash.
+        E::FromRowError(_) => {
+            "a row of unexpected shape (NULL or out-of-range id or object class): does dsn= \
+             name a Kopano database?"
+                .into()
+        }
         other => format!("database: {other}"),
     }
 }
@@ -172,9 +178,18 @@ fn is_transport(err: &mysql::Error) -> bool {
 
 type UserRow = (u64, u32, Option<Vec<u8>>, Option<Vec<u8>>);
 
+/// Converts rows without the panicking `FromRow::from_row`: a NULL or out-of-range value is an
+/// error the caller reports, not a panic carrying the row to the host's stderr.
+fn typed<T: mysql::prelude::FromRow>(rows: Vec<mysql::Row>) -> mysql::Result<Vec<T>> {
+    rows.into_iter()
+        .take(MAX_ROWS)
+        .map(|row| mysql::from_row_opt::<T>(row).map_err(|e| mysql::Error::FromRowError(e.0)))
+        .collect()
+}
+
 fn query(conn: &mut Conn, user: &str, want_features: bool) -> mysql::Result<Option<Record>> {
-    let rows: Vec<UserRow> = conn.exec(USER_QUERY, (user,))?;
-    let found = rows.into_iter().take(MAX_ROWS).find(|(_, _, login, _)| {
+    let rows: Vec<UserRow> = typed(conn.exec(USER_QUERY, (user,))?)?;
+    let found = rows.into_iter().find(|(_, _, login, _)| {
         login
             .as_deref()
             .is_some_and(|l| l.eq_ignore_ascii_case(user.as_bytes()))
@@ -189,7 +204,7 @@ fn query(conn: &mut Conn, user: &str, want_features: bool) -> mysql::Result<Opti
         disabled: Vec::new(),
     };
     if want_features && object_class == ACTIVE_USER {
-        let props: Vec<(String, Option<String>)> = conn.exec(FEATURE_QUERY, (id,))?;
+        let props: Vec<(String, Option<String>)> = typed(conn.exec(FEATURE_QUERY, (id,))?)?;
         for (propname, value) in props {
             let Some(value) = value else { continue };
             let feature = value.trim().to_ascii_lowercase();
