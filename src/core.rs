@@ -99,6 +99,8 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
     );
     if answer.verdict == Verdict::Accepted {
         host.remember_authenticated(&user);
+    } else {
+        host.forget_authenticated();
     }
     answer.verdict.pam_code(Phase::Auth, opts.leniency)
 }
@@ -374,7 +376,7 @@ mod tests {
                 && line.contains("rhost=192.0.2.7"),
             "{line}"
         );
-        assert!(host.remembered.borrow().is_none());
+        assert_eq!(host.authenticated_user().as_deref().unwrap_or(""), "");
     }
 
     #[test]
@@ -390,5 +392,16 @@ mod tests {
         assert_eq!(setcred(&host), PamError::SUCCESS);
         host.remember_authenticated("someone else");
         assert_eq!(setcred(&host), PamError::IGNORE);
+        // A later failure in the same handle withdraws an earlier success.
+        host.remember_authenticated("a");
+        let failing = FakeHost {
+            user: "a".into(),
+            answer: Some("x"),
+            remembered: RefCell::new(Some("a".into())),
+            ..Default::default()
+        };
+        authenticate(&failing, &args(LINE));
+        assert_eq!(setcred(&failing), PamError::IGNORE);
+        assert_eq!(account(&failing, &args(LINE)), PamError::IGNORE);
     }
 }

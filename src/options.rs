@@ -235,6 +235,14 @@ impl Options {
                     Some((k, v)) => (k.trim(), Some(v.trim())),
                     None => (line, None),
                 };
+                if !is_key(key) {
+                    // Not echoed: a line like "http_password s3cret" holds the secret itself.
+                    return Err(ConfigError(format!(
+                        "{}: line {} is not a 'key = value' line (not shown: it may hold a secret)",
+                        path.display(),
+                        number + 1
+                    )));
+                }
                 holds_secret |= is_secret(key, value.unwrap_or(""));
                 builder.set(key, value, Origin::File).map_err(|e| {
                     ConfigError(format!("{}: line {}: {}", path.display(), number + 1, e.0))
@@ -264,6 +272,11 @@ impl Options {
     }
 }
 
+/// What an option name looks like; anything else on a config-file line is not echoed back.
+fn is_key(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
 /// Keys whose values must never sit in world-readable /etc/pam.d.
 fn is_secret(key: &str, value: &str) -> bool {
     match key {
@@ -274,10 +287,12 @@ fn is_secret(key: &str, value: &str) -> bool {
 }
 
 /// `mysql://user:pass@host/db` holds a password; `mysql://user@host/db` does not.
+/// Judged on everything before the last `@`, not on the URL's authority alone: a password
+/// with an unencoded `/`, `?` or `#` would otherwise hide in what looks like the path. Erring
+/// this way only keeps a DSN out of /etc/pam.d that could have stood there.
 pub fn dsn_has_password(dsn: &str) -> bool {
     let rest = dsn.split_once("://").map_or(dsn, |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    match authority.rsplit_once('@') {
+    match rest.rsplit_once('@') {
         Some((userinfo, _)) => userinfo.contains(':'),
         None => false,
     }
@@ -661,12 +676,26 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_file_line_is_never_echoed() {
+        for line in ["http_password s3cret", "token: s3cret", "Token = s3cret"] {
+            let e = Options::parse_config_text(line, &["backend=mailstore", "url=http://a/"])
+                .err()
+                .map(|e| e.0)
+                .unwrap_or_default();
+            assert!(e.contains("line 1"), "{line}: {e}");
+            assert!(!e.contains("s3cret"), "{line}: {e}");
+        }
+    }
+
+    #[test]
     fn dsn_password_detection() {
         assert!(dsn_has_password("mysql://kopano:s3cret@db:3306/kopano"));
         assert!(!dsn_has_password(
             "mysql://kopano@db/kopano?socket=/run/mysqld/mysqld.sock"
         ));
         assert!(!dsn_has_password("mysql://db/kopano"));
+        assert!(dsn_has_password("mysql://kopano:pa/ss@db/kopano"));
+        assert!(dsn_has_password("mysql://kopano:pa?ss@db/kopano"));
     }
 
     #[test]

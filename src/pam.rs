@@ -32,6 +32,12 @@ pub trait Host {
     /// Records, for account and setcred in this handle, that this user was authenticated here.
     fn remember_authenticated(&self, user: &str);
     fn authenticated_user(&self) -> Option<String>;
+    /// Withdraws that record: a later failed authentication in the same handle must not leave
+    /// an earlier success standing for account and setcred. (No user is empty: core refuses
+    /// empty names, so "" matches nobody.)
+    fn forget_authenticated(&self) {
+        self.remember_authenticated("");
+    }
     fn log(&self, level: Level, message: &str);
     /// Asks libpam to delay a failed authentication by at least this long.
     fn fail_delay(&self, micros: u32);
