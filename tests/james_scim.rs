@@ -39,13 +39,15 @@ fn james_verifies_passwords_and_accounts() {
 }
 
 #[test]
-fn james_with_a_wrong_token_is_unavailable_in_the_account_phase() {
+fn james_with_a_wrong_token_is_unavailable_not_a_wrong_password() {
     let server = james::serve(&[("alice@example.test", "pw")]);
     let (svc, _d) = james_line(&server.url("/"), "not-the-jwt");
     assert_eq!(
         svc.start("alice@example.test", None).acct_mgmt(),
         PAM_AUTHINFO_UNAVAIL
     );
+    // The verify call's 401 is told apart from a wrong password by one HEAD with the token.
+    assert_eq!(svc.auth("alice@example.test", "pw"), PAM_AUTHINFO_UNAVAIL);
 }
 
 #[test]

@@ -11,6 +11,7 @@ use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use reqwest::blocking::Client;
 use reqwest::StatusCode;
 
 pub struct James<'a> {
@@ -24,6 +25,33 @@ impl<'a> James<'a> {
 
     fn token(&self) -> &str {
         self.opts.token.as_ref().map_or("", |t| t.expose())
+    }
+
+    /// Whether webadmin accepts our token at all: `HEAD /users/{user}` answers 200 or 404
+    /// with a good token, 401 (or 403) with a bad one.
+    fn account_status(
+        &self,
+        client: &Client,
+        base: &str,
+        user: &str,
+    ) -> Result<StatusCode, Attempt> {
+        let request = client
+            .head(user_url(base, user, ""))
+            .bearer_auth(self.token());
+        let response = http::send(request, self.opts)?;
+        match response.status() {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Attempt::NextUrl(format!(
+                "webadmin refused the module's token (HTTP {}): check token=",
+                response.status().as_u16()
+            ))),
+            status => Ok(status),
+        }
+    }
+
+    fn token_accepted(&self, client: &Client, base: &str) -> Result<(), Attempt> {
+        // Any name will do: only the token is being checked.
+        self.account_status(client, base, "pam_mailauth-token-check")
+            .map(|_| ())
     }
 }
 
@@ -63,8 +91,12 @@ impl Backend for James<'_> {
             match status {
                 StatusCode::NO_CONTENT => Attempt::Answer(Verdict::Accepted),
                 // 401 is James's answer for a wrong password or an unknown user, but also for a
-                // bad webadmin token; the account phase (HEAD) tells the admin which.
-                StatusCode::UNAUTHORIZED => Attempt::Answer(Verdict::Refused),
+                // bad webadmin token: one HEAD with the same token tells them apart, so an
+                // expired token is "unavailable", not every user's wrong password.
+                StatusCode::UNAUTHORIZED => match self.token_accepted(client, base) {
+                    Ok(()) => Attempt::Answer(Verdict::Refused),
+                    Err(attempt) => attempt,
+                },
                 s => unexpected(s),
             }
         })
@@ -72,20 +104,11 @@ impl Backend for James<'_> {
 
     fn account(&self, user: &str) -> Option<Answer> {
         Some(failover(self.opts, |client, base| {
-            let request = client
-                .head(user_url(base, user, ""))
-                .bearer_auth(self.token());
-            let response = match http::send(request, self.opts) {
-                Ok(r) => r,
-                Err(attempt) => return attempt,
-            };
-            match response.status() {
-                StatusCode::OK | StatusCode::NO_CONTENT => Attempt::Answer(Verdict::Accepted),
-                StatusCode::NOT_FOUND => Attempt::Answer(Verdict::UnknownUser),
-                StatusCode::UNAUTHORIZED => Attempt::NextUrl(
-                    "webadmin refused the module's token (HTTP 401): check token=".into(),
-                ),
-                s => unexpected(s),
+            match self.account_status(client, base, user) {
+                Ok(StatusCode::OK | StatusCode::NO_CONTENT) => Attempt::Answer(Verdict::Accepted),
+                Ok(StatusCode::NOT_FOUND) => Attempt::Answer(Verdict::UnknownUser),
+                Ok(status) => unexpected(status),
+                Err(attempt) => attempt,
             }
         }))
     }
