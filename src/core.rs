@@ -173,8 +173,8 @@ fn configure(host: &dyn Host, args: &[String]) -> Result<Options, PamError> {
 
 fn obtain_password(host: &dyn Host, opts: &Options) -> Result<Secret, PamError> {
     match opts.password_source {
-        PasswordSource::UseFirstPass => host.stacked_password().ok_or(PamError::AUTH_ERR),
-        PasswordSource::TryFirstPass => match host.stacked_password() {
+        PasswordSource::UseFirstPass => host.stacked_password()?.ok_or(PamError::AUTH_ERR),
+        PasswordSource::TryFirstPass => match host.stacked_password()? {
             Some(p) => Ok(p),
             None => host.prompt_password(),
         },
@@ -253,8 +253,8 @@ mod tests {
         fn rhost(&self) -> Option<String> {
             Some("192.0.2.7".into())
         }
-        fn stacked_password(&self) -> Option<Secret> {
-            self.stacked.map(Secret::new)
+        fn stacked_password(&self) -> Result<Option<Secret>, PamError> {
+            Ok(self.stacked.map(Secret::new))
         }
         fn prompt_password(&self) -> Result<Secret, PamError> {
             self.prompts.set(self.prompts.get() + 1);

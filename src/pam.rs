@@ -24,8 +24,9 @@ pub trait Host {
     /// The user name, asking the application for it if it set none.
     fn user(&self) -> Result<String, PamError>;
     fn rhost(&self) -> Option<String>;
-    /// The token an earlier module in the stack obtained, if any.
-    fn stacked_password(&self) -> Option<Secret>;
+    /// The token an earlier module in the stack obtained, if any. A token that is not UTF-8
+    /// is `Err(PAM_AUTH_ERR)`: see `password_text`.
+    fn stacked_password(&self) -> Result<Option<Secret>, PamError>;
     /// Asks through the conversation (echo off) and stores the answer as PAM_AUTHTOK, so
     /// modules below can `use_first_pass` it.
     fn prompt_password(&self) -> Result<Secret, PamError>;
@@ -88,6 +89,20 @@ fn owned(s: Result<Option<&CStr>, PamError>) -> Option<String> {
     s.ok().flatten().map(|c| c.to_string_lossy().into_owned())
 }
 
+/// A password as text. Every backend speaks UTF-8 (forms, JSON, XML, MySQL), and a lossy
+/// conversion would both change what was typed and make different byte strings the same
+/// password (for the backend and the cache alike), so anything else is refused.
+fn password_text(bytes: Vec<u8>) -> Result<Secret, PamError> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(Secret::new(text)),
+        Err(e) => {
+            let mut raw = e.into_bytes();
+            zeroize::Zeroize::zeroize(&mut raw);
+            Err(PamError::AUTH_ERR)
+        }
+    }
+}
+
 /// Wipes and frees a C string the application's conversation allocated.
 unsafe fn wipe_and_free(p: *mut c_char) {
     if p.is_null() {
@@ -119,12 +134,17 @@ impl Host for LibPam<'_> {
         owned(self.0.get_rhost())
     }
 
-    fn stacked_password(&self) -> Option<Secret> {
+    fn stacked_password(&self) -> Result<Option<Secret>, PamError> {
         match self.0.get_cached_authtok() {
-            Ok(Some(c)) => Some(Secret::new(
-                String::from_utf8_lossy(c.to_bytes()).into_owned(),
-            )),
-            _ => None,
+            Ok(Some(c)) => password_text(c.to_bytes().to_vec())
+                .map(Some)
+                .inspect_err(|_| {
+                    self.log(
+                        Level::Notice,
+                        "auth: the stacked password is not UTF-8; refused",
+                    )
+                }),
+            _ => Ok(None),
         }
     }
 
@@ -163,17 +183,20 @@ impl Host for LibPam<'_> {
         if rc != 0 {
             return Err(PamError::CONV_ERR);
         }
-        let bytes = answer.ok_or(PamError::CONV_ERR)?;
-        let password = Secret::new(String::from_utf8_lossy(&bytes).into_owned());
-        let mut bytes = bytes;
-        zeroize::Zeroize::zeroize(&mut bytes);
-        if let Ok(c) = CString::new(password.expose()) {
+        let bytes = zeroize::Zeroizing::new(answer.ok_or(PamError::CONV_ERR)?);
+        // The modules below get exactly what was typed, whatever its encoding.
+        if let Ok(c) = CString::new(bytes.as_slice()) {
             // libpam copies the item; wipe our C copy after.
             unsafe { pam_set_item(self.raw(), PAM_AUTHTOK, c.as_ptr() as *const c_void) };
             let mut raw = c.into_bytes();
             zeroize::Zeroize::zeroize(&mut raw);
         }
-        Ok(password)
+        password_text(bytes.to_vec()).inspect_err(|_| {
+            self.log(
+                Level::Notice,
+                "auth: the password typed is not UTF-8; refused",
+            )
+        })
     }
 
     fn remember_authenticated(&self, user: &str) {

@@ -498,8 +498,8 @@ impl Host for Recorder {
     fn rhost(&self) -> Option<String> {
         Some("192.0.2.7".into())
     }
-    fn stacked_password(&self) -> Option<Secret> {
-        None
+    fn stacked_password(&self) -> Result<Option<Secret>, PamError> {
+        Ok(None)
     }
     fn prompt_password(&self) -> Result<Secret, PamError> {
         Ok(Secret::new(self.password.clone()))

@@ -232,3 +232,41 @@ fn ignore_authinfo_unavail_applies_to_the_account_phase_too() {
     let mut t = Transaction::start(strict.path(), "login", LOCAL_USER, None);
     assert_eq!(t.acct_mgmt(), PAM_AUTHINFO_UNAVAIL);
 }
+
+#[test]
+fn a_password_that_is_not_utf8_is_refused_here_and_reaches_the_modules_below_intact() {
+    use std::os::unix::fs::PermissionsExt;
+    // A Latin-1 client types "müller": one byte 0xFC, not UTF-8. No mail backend can be asked
+    // that faithfully, so the module refuses it without asking; pam_unix below (here a
+    // stand-in comparing the exact bytes) must still get what was typed, not a "repaired" copy.
+    let server = MailStore::new(&[("anna", "m\u{fc}ller")]).serve();
+    let dir = TempDir::new("latin1");
+    let script = dir.path().join("check-bytes.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\npw=$(tr -d '\\000')\n[ \"$pw\" = \"$(printf 'm\\374ller')\" ]\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let svc = Service::new(&format!(
+        "auth optional MODULE backend=mailstore url={}\n\
+         auth required pam_exec.so expose_authtok quiet {}\n",
+        server.url("/"),
+        script.display()
+    ));
+    let mut t = svc.start_raw("anna", b"m\xfcller");
+    assert_eq!(
+        t.authenticate(),
+        PAM_SUCCESS,
+        "the raw bytes reached pam_exec"
+    );
+    assert_eq!(t.prompts(), 1);
+    assert_eq!(server.count(), 0, "a non-UTF-8 password is never sent");
+    // The same stack with the module required: its refusal decides.
+    let svc = Service::module_line(&format!("backend=mailstore url={}", server.url("/")));
+    assert_eq!(
+        svc.start_raw("anna", b"m\xfcller").authenticate(),
+        PAM_AUTH_ERR
+    );
+    assert_eq!(server.count(), 0);
+}

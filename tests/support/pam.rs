@@ -107,6 +107,16 @@ pub struct Transaction {
 
 impl Transaction {
     pub fn start(dir: &Path, service: &str, user: &str, password: Option<&str>) -> Transaction {
+        Self::start_raw(dir, service, user, password.map(str::as_bytes))
+    }
+
+    /// Like `start`, with a password of any bytes (a Latin-1 client, say).
+    pub fn start_raw(
+        dir: &Path,
+        service: &str,
+        user: &str,
+        password: Option<&[u8]>,
+    ) -> Transaction {
         let data = Box::new(ConvData {
             password: password.map(|p| CString::new(p).unwrap()),
             prompts: AtomicUsize::new(0),
@@ -278,6 +288,10 @@ impl Service {
 
     pub fn start(&self, user: &str, password: Option<&str>) -> Transaction {
         Transaction::start(self.dir.path(), &self.name, user, password)
+    }
+
+    pub fn start_raw(&self, user: &str, password: &[u8]) -> Transaction {
+        Transaction::start_raw(self.dir.path(), &self.name, user, Some(password))
     }
 
     /// pam_authenticate, then pam_acct_mgmt if it succeeded (as hosts do).
