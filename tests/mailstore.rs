@@ -166,7 +166,11 @@ fn server_errors_and_garbage_are_authinfo_unavail() {
 
 #[test]
 fn a_64_mib_body_is_refused_not_read() {
-    let (rc, took, _s) = against(|| Reply::Huge(64 * 1024 * 1024), "5");
+    // A valid yes padded to 64 MiB: only the size cap stands between it and PAM_SUCCESS.
+    let (rc, took, _s) = against(
+        || Reply::Padded(b"{\"succeeded\": true}".to_vec(), 64 * 1024 * 1024),
+        "5",
+    );
     assert_eq!(rc, PAM_AUTHINFO_UNAVAIL);
     assert!(took < Duration::from_secs(5), "{took:?}");
     // Also without a Content-Length that gives it away: a chunked answer of the same size.
@@ -175,6 +179,7 @@ fn a_64_mib_body_is_refused_not_read() {
             let mut raw =
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/json\r\nTransfer-Encoding: chunked\r\n\r\n"
                     .to_vec();
+            raw.extend_from_slice(b"13\r\n{\"succeeded\": true}\r\n");
             for _ in 0..1024 {
                 raw.extend_from_slice(b"10000\r\n");
                 raw.extend(std::iter::repeat_n(b' ', 0x10000));

@@ -83,6 +83,9 @@ pub enum Reply {
     Drip { body: Vec<u8>, interval: Duration },
     /// A 200 whose body is this many bytes.
     Huge(usize),
+    /// A 200 whose body is this answer padded with blanks to this many bytes: a reader that
+    /// ignored the size cap would find a perfectly good answer in it.
+    Padded(Vec<u8>, usize),
     /// These raw bytes instead of an HTTP answer, then close.
     Raw(Vec<u8>),
 }
@@ -254,19 +257,11 @@ fn serve(conn: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, han
                 return;
             }
             Reply::Huge(size) => {
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/json\r\nContent-Length: {size}\r\n\r\n"
-                );
-                let _ = writer.write_all(head.as_bytes());
-                let chunk = vec![b' '; 64 * 1024];
-                let mut sent = 0;
-                while sent < size {
-                    let n = chunk.len().min(size - sent);
-                    if writer.write_all(&chunk[..n]).is_err() {
-                        return;
-                    }
-                    sent += n;
-                }
+                send_padded(&mut writer, b"", size);
+                return;
+            }
+            Reply::Padded(answer, size) => {
+                send_padded(&mut writer, &answer, size);
                 return;
             }
             Reply::Raw(bytes) => {
@@ -274,5 +269,27 @@ fn serve(conn: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, han
                 return;
             }
         }
+    }
+}
+
+/// A 200 with `answer` followed by blanks, `size` bytes in all, written in chunks.
+fn send_padded(writer: &mut impl Write, answer: &[u8], size: usize) {
+    let head =
+        format!("HTTP/1.1 200 OK\r\nContent-Type: text/json\r\nContent-Length: {size}\r\n\r\n");
+    if writer
+        .write_all(head.as_bytes())
+        .and_then(|_| writer.write_all(answer))
+        .is_err()
+    {
+        return;
+    }
+    let chunk = vec![b' '; 64 * 1024];
+    let mut sent = answer.len();
+    while sent < size {
+        let n = chunk.len().min(size - sent);
+        if writer.write_all(&chunk[..n]).is_err() {
+            return;
+        }
+        sent += n;
     }
 }
