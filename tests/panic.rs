@@ -3,6 +3,7 @@
 
 mod support;
 
+use support::syslog::Capture;
 use support::*;
 
 #[test]
@@ -12,9 +13,23 @@ fn a_panic_in_a_hook_is_service_err_and_the_process_lives() {
         "auth required MODULE backend=mailstore url=http://127.0.0.1:9/ inject_panic\n",
         &module,
     );
+    let capture = Capture::start();
     for _ in 0..3 {
         assert_eq!(svc.auth("john.doe", "Passw0rd"), PAM_SERVICE_ERR);
     }
+    // PAM_SERVICE_ERR alone could also be a configuration error (inject_panic unknown): the
+    // hook's own "internal error" line proves the panic happened and was caught.
+    let lines = capture.module_lines();
+    let caught = lines
+        .iter()
+        .filter(|l| l.contains("internal error"))
+        .count();
+    assert_eq!(caught, 3, "{lines:#?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("configuration error")),
+        "{lines:#?}"
+    );
+    drop(capture);
     // Still here, and the same module still answers normally.
     let svc = Service::with_module(
         "auth required MODULE backend=mailstore url=http://127.0.0.1:9/\n",
