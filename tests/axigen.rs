@@ -590,3 +590,52 @@ fn no_log_line_carries_the_password_even_with_method_get_and_debug() {
         }
     }
 }
+
+/// pam.d-examples/webmail-axigen as it is: pam_unix (a stand-in) for local users, Axigen with
+/// failover and domain= for everyone else, one prompt, and no WebMail session left behind.
+#[test]
+fn the_webmail_axigen_example_runs_as_written() {
+    use support::examples::{Example, LocalUnix, LOCAL_PASSWORD, LOCAL_USER};
+    let server = Axigen::new(&[("anna@example.com", "Mail pass")]).serve();
+    let unix = LocalUnix::new();
+    let example = Example::load("webmail-axigen")
+        .with("https://webmail2.example.com/", &server.url("/"))
+        .with(
+            "https://webmail.example.com/",
+            &support::http::refused_url(),
+        )
+        .with(
+            "auth     sufficient  pam_unix.so",
+            &format!("auth sufficient {}", unix.auth_module()),
+        )
+        .with(
+            "account  required    pam_unix.so",
+            &format!("account required {}", unix.account_module()),
+        );
+    let dir = example.install("webmail");
+    let run = |user: &str, password: &str| {
+        let mut t = Transaction::start(dir.path(), "webmail", user, Some(password));
+        let auth = t.authenticate();
+        let acct = (auth == PAM_SUCCESS).then(|| t.acct_mgmt());
+        (auth, acct, t.prompts())
+    };
+    // A mail user, by bare name: the first URL is down, the second answers for anna@example.com.
+    assert_eq!(
+        run("anna", "Mail pass"),
+        (PAM_SUCCESS, Some(PAM_SUCCESS), 1)
+    );
+    assert_eq!(server.logins(), 1);
+    assert_eq!(
+        server.live_sessions(),
+        0,
+        "the example's login was logged out"
+    );
+    assert_eq!(run("anna", "wrong").0, PAM_AUTH_ERR);
+    // A local user: pam_unix answers; Axigen is not asked.
+    let logins = server.logins();
+    assert_eq!(
+        run(LOCAL_USER, LOCAL_PASSWORD),
+        (PAM_SUCCESS, Some(PAM_SUCCESS), 1)
+    );
+    assert_eq!(server.logins(), logins);
+}
