@@ -27,11 +27,7 @@ fn mailstore_right_and_wrong_password() {
     assert!(!daemon.check("john.doe@example.com", ""));
     daemon.assert_alive();
 
-    let users: Vec<String> = server
-        .requests()
-        .iter()
-        .map(|r| r.form().get("user").cloned().unwrap_or_default())
-        .collect();
+    let users = names_asked(&server);
     assert_eq!(
         users,
         [
@@ -198,11 +194,7 @@ fn realm_from_saslauthd_r_reaches_the_backend_as_user_at_realm() {
         Answer::Ok
     );
     daemon.assert_alive();
-    let users: Vec<String> = server
-        .requests()
-        .iter()
-        .map(|r| r.form().get("user").cloned().unwrap_or_default())
-        .collect();
+    let users = names_asked(&server);
     assert_eq!(
         users,
         [
@@ -213,4 +205,13 @@ fn realm_from_saslauthd_r_reaches_the_backend_as_user_at_realm() {
             "john.doe@example.com"
         ]
     );
+}
+
+/// The user names the MailStore fake was asked about, in order.
+fn names_asked(server: &support::http::Server) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .map(|r| r.form().get("user").cloned().unwrap_or_default())
+        .collect()
 }

@@ -5,8 +5,8 @@
 
 mod support;
 
-use std::process::Command;
 use support::mailstore::MailStore;
+use support::process::rerun_test;
 use support::*;
 
 const CHILD_COUNT: &str = "PAM_MAILAUTH_LEAK_COUNT";
@@ -47,23 +47,12 @@ fn child(count: usize, args: &str) {
 
 /// Runs the child for `count` authentications and returns its VmHWM in KiB.
 fn peak_after(count: usize, args: &str) -> u64 {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "peak_memory_does_not_grow_with_authentications",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_COUNT, count.to_string())
-        .env(CHILD_ARGS, args)
-        .env("PAM_MAILAUTH_SO", module())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = rerun_test(
+        "peak_memory_does_not_grow_with_authentications",
+        &[
+            (CHILD_COUNT, count.to_string()),
+            (CHILD_ARGS, args.to_string()),
+        ],
     );
     stdout
         .lines()

@@ -7,6 +7,7 @@ use base64::Engine;
 use pam_mailauth::options::Options;
 use support::http::{Reply, Server};
 use support::mailstore::MailStore;
+use support::process::rerun_test;
 use support::syslog::Capture;
 use support::*;
 
@@ -282,18 +283,7 @@ fn passwords_are_wiped_after_use() {
     if std::env::var(WIPE_CHILD).is_ok() {
         return wipe_child();
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "passwords_are_wiped_after_use", "--nocapture"])
-        .env(WIPE_CHILD, "1")
-        .env("PAM_MAILAUTH_SO", module())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = rerun_test("passwords_are_wiped_after_use", &[(WIPE_CHILD, "1".into())]);
     let results: Vec<&str> = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("WIPE-RESULT "))

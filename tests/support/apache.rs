@@ -6,7 +6,6 @@ use super::pam::TempDir;
 use super::saslauthd::live_group;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -138,15 +137,7 @@ DocumentRoot "{root}/htdocs"
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(r.join("stderr.log")).unwrap());
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        super::process::own_session(&mut cmd);
         let child = cmd.spawn().expect("apache2 must be installed");
         let pgid = child.id() as i32;
         let mut apache = Apache {

@@ -222,16 +222,7 @@ fn serve(conn: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, han
                 headers,
                 body,
             } => {
-                let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
-                for (k, v) in headers {
-                    head.push_str(&format!("{k}: {v}\r\n"));
-                }
-                head.push_str("\r\n");
-                if writer
-                    .write_all(head.as_bytes())
-                    .and_then(|_| writer.write_all(&body))
-                    .is_err()
-                {
+                if write_answer(&mut writer, status, &headers, &body).is_err() {
                     return;
                 }
             }
@@ -292,4 +283,21 @@ fn send_padded(writer: &mut impl Write, answer: &[u8], size: usize) {
         }
         sent += n;
     }
+}
+
+/// One HTTP/1.1 answer with a Content-Length body: shared by every fake server.
+pub fn write_answer(
+    writer: &mut impl Write,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    writer.write_all(head.as_bytes())?;
+    writer.write_all(body)?;
+    writer.flush()
 }

@@ -4,9 +4,9 @@
 //! lacks KOPANO_LOGON_NO_UID_AUTH is logged in WITHOUT its password being checked (the test
 //! process runs as root, like saslauthd). Records every logon it saw.
 
-use super::http::{read_request, Reply, Request, Server};
+use super::http::{read_request, write_answer, Reply, Request, Server};
 use std::collections::HashMap;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -203,18 +203,7 @@ impl KopanoServer {
                         else {
                             return;
                         };
-                        let mut head =
-                            format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
-                        for (k, v) in headers {
-                            head.push_str(&format!("{k}: {v}\r\n"));
-                        }
-                        head.push_str("\r\n");
-                        if writer
-                            .write_all(head.as_bytes())
-                            .and_then(|_| writer.write_all(&body))
-                            .is_err()
-                            || close
-                        {
+                        if write_answer(&mut writer, status, &headers, &body).is_err() || close {
                             return;
                         }
                     }

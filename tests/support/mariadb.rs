@@ -12,7 +12,6 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -109,13 +108,7 @@ fn start() -> MariaDb {
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::null());
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    super::process::own_session(&mut cmd);
     // Fork from a thread that never ends, so PDEATHSIG fires only when the process dies.
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

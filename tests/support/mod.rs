@@ -6,14 +6,15 @@ pub mod apache;
 pub mod axigen;
 pub mod examples;
 pub mod http;
+pub mod james;
 pub mod kopano_soap;
 pub mod mailstore;
 pub mod mariadb;
 pub mod pam;
+pub mod process;
 pub mod saslauthd;
+pub mod scim;
 pub mod syslog;
 pub mod tls;
 
 pub use self::pam::*;
-pub mod james;
-pub mod scim;

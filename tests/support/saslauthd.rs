@@ -5,7 +5,6 @@
 use super::pam::TempDir;
 use std::collections::BTreeSet;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -77,17 +76,7 @@ impl Saslauthd {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        unsafe {
-            cmd.pre_exec(|| {
-                // Its own session and process group (saslauthd kills its group on exit), and
-                // it dies with the test process.
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        super::process::own_session(&mut cmd);
         let child = cmd
             .spawn()
             .expect("saslauthd (sasl2-bin) must be installed");

@@ -1,9 +1,9 @@
 //! TLS for tests: certificates made at test time with the `openssl` command, and an HTTPS
 //! server (native-tls) that hands each request to a handler such as the MailStore fake.
 
-use super::http::{read_request, Reply, Request};
+use super::http::{read_request, write_answer, Reply, Request};
 use super::pam::TempDir;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,45 +55,26 @@ impl Pki {
     /// A self-signed certificate (its own CA) for the given subjectAltName, e.g.
     /// `IP:127.0.0.1,DNS:localhost`.
     pub fn self_signed(&self, name: &str, san: &str) -> CertFiles {
-        let f = self.files(name);
-        let (cert, key) = (f.cert.to_str().unwrap(), f.key.to_str().unwrap());
-        let mut args = vec!["req", "-x509"];
-        args.extend(EC);
-        let san = format!("subjectAltName={san}");
-        args.extend([
-            "-nodes",
-            "-keyout",
-            key,
-            "-out",
-            cert,
-            "-days",
-            "2",
-            "-subj",
-            "/CN=pam_mailauth test",
-            "-addext",
-            &san,
-        ]);
-        openssl(self.dir.path(), &args);
-        f
+        self.root(name, "/CN=pam_mailauth test", Some(san))
     }
 
     /// A CA certificate (what an admin would put in `cafile=`).
     pub fn ca(&self, name: &str) -> CertFiles {
+        self.root(name, "/CN=pam_mailauth test CA", None)
+    }
+
+    fn root(&self, name: &str, subject: &str, san: Option<&str>) -> CertFiles {
         let f = self.files(name);
         let (cert, key) = (f.cert.to_str().unwrap(), f.key.to_str().unwrap());
         let mut args = vec!["req", "-x509"];
         args.extend(EC);
         args.extend([
-            "-nodes",
-            "-keyout",
-            key,
-            "-out",
-            cert,
-            "-days",
-            "2",
-            "-subj",
-            "/CN=pam_mailauth test CA",
+            "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", subject,
         ]);
+        let san = san.map(|s| format!("subjectAltName={s}"));
+        if let Some(san) = &san {
+            args.extend(["-addext", san.as_str()]);
+        }
         openssl(self.dir.path(), &args);
         f
     }
@@ -243,17 +224,7 @@ fn serve(stream: native_tls::TlsStream<TcpStream>, requests: &Mutex<Vec<Request>
         else {
             return;
         };
-        let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        let w = reader.get_mut();
-        if w.write_all(head.as_bytes())
-            .and_then(|_| w.write_all(&body))
-            .and_then(|_| w.flush())
-            .is_err()
-        {
+        if write_answer(reader.get_mut(), status, &headers, &body).is_err() {
             return;
         }
     }
