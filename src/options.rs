@@ -3,12 +3,11 @@
 //! here, by key name, before any backend is contacted.
 
 use crate::secret::Secret;
-use crate::trusted_file::{self, Role};
+use crate::trusted_file::{self, Role, Trusted};
 use crate::verdict::Leniency;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use zeroize::Zeroizing;
 
 /// Largest config file we read: a real one is a few hundred bytes; anything bigger is a mistake.
 pub const CONFIG_MAX_BYTES: u64 = 64 * 1024;
@@ -568,25 +567,14 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// A config file that passed the checks, wiped from memory when dropped (it may hold secrets).
-#[derive(Clone)]
-struct ConfigText {
-    text: Zeroizing<String>,
-    other_readable: bool,
-}
-
 /// The config file, read under the rules of `trusted_file`.
-fn read_config_file(path: &Path) -> Result<ConfigText, ConfigError> {
+fn read_config_file(path: &Path) -> Result<Trusted, ConfigError> {
     const ROLE: Role = Role {
         name: "config file",
         option: "config=",
         holds: "a few key = value lines",
     };
-    let file = trusted_file::read(path, &ROLE, CONFIG_MAX_BYTES).map_err(ConfigError)?;
-    Ok(ConfigText {
-        other_readable: file.other_readable(),
-        text: file.text,
-    })
+    trusted_file::read(path, &ROLE, CONFIG_MAX_BYTES).map_err(ConfigError)
 }
 
 #[cfg(test)]

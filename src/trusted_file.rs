@@ -12,7 +12,6 @@
 use crate::lock::lock_briefly;
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
-use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -28,17 +27,12 @@ pub struct Role {
     pub holds: &'static str,
 }
 
-/// The checked text (wiped when dropped: it may hold secrets or hashes) and the file's status.
+/// The checked text (wiped when dropped: it may hold secrets or hashes).
+#[derive(Clone)]
 pub struct Trusted {
     pub text: Zeroizing<String>,
-    pub meta: Metadata,
-}
-
-impl Trusted {
-    /// Whether "other" may read it (a file holding secrets must not be).
-    pub fn other_readable(&self) -> bool {
-        self.meta.mode() & 0o004 != 0
-    }
+    /// Whether "other" may read the file (one holding secrets must not be).
+    pub other_readable: bool,
 }
 
 /// Reads `path` under the rules above; the error text tells the admin what to run.
@@ -104,7 +98,7 @@ pub fn read(path: &Path, role: &Role, cap: u64) -> Result<Trusted, String> {
     match std::str::from_utf8(&bytes) {
         Ok(t) => Ok(Trusted {
             text: Zeroizing::new(t.to_string()),
-            meta,
+            other_readable: meta.mode() & 0o004 != 0,
         }),
         Err(e) => Err(format!(
             "{name} {shown} is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
