@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use support::examples::Example;
 use support::http::{Reply, Server};
 use support::mailstore::MailStore;
-use support::postfix::{smtp_auth, Mech, Postfix};
+use support::postfix::{smtp_auth, smtp_session, Mech, Postfix};
 use support::saslauthd::{Saslauthd, Setup};
 use support::syslog::Capture;
 
@@ -153,6 +153,26 @@ fn realms_with_and_without_saslauthd_r(stack: &Stack) {
         stack.auth(1, Mech::Login, JANE, JANE_PW),
         (ACCEPTED, vec![JANE.to_string()])
     );
+    // Postfix itself keeps the login as typed: smtpd_sender_login_maps and
+    // reject_sender_login_mismatch judge "jane@evil.example", a login the store never checked.
+    let (auth, replies) = smtp_session(
+        stack.postfix.port(1),
+        Mech::Plain,
+        "jane@evil.example",
+        JANE_PW,
+        &["MAIL FROM:<jane@example.test>", "RCPT TO:<rcpt@example.net>"],
+    );
+    assert_eq!(auth.code, ACCEPTED);
+    assert!(
+        replies[1].text.contains("not owned by user jane@evil.example"),
+        "Postfix' view of the login: {replies:?}\n{}",
+        stack.postfix.maillog()
+    );
+    stack
+        .sent
+        .lock()
+        .unwrap()
+        .push(("jane@evil.example".into(), JANE_PW.into()));
 }
 
 fn utf8_and_at_names(stack: &Stack) {

@@ -60,7 +60,10 @@ impl Postfix {
                  smtpd_tls_security_level = none\n\
                  smtpd_sasl_auth_enable = yes\n\
                  smtpd_sasl_local_domain =\n\
-                 smtpd_relay_restrictions = permit_sasl_authenticated, reject\n",
+                 smtpd_relay_restrictions = permit_sasl_authenticated, reject\n\
+                 # Who may send as whom: the login Postfix records is what this checks.\n\
+                 smtpd_sender_login_maps = inline:{{ jane@example.test=jane@example.test }}\n\
+                 smtpd_sender_restrictions = reject_sender_login_mismatch\n",
                 queue = root.join("queue").display(),
                 data = root.join("data").display(),
                 maillog = maillog.display(),
@@ -163,7 +166,7 @@ impl Postfix {
             );
         }
         let log = self.maillog();
-        for bad in ["fatal:", "panic:", "signal", "core dumped"] {
+        for bad in ["fatal:", "panic:", "error:", "signal", "core dumped"] {
             assert!(
                 !log.contains(bad),
                 "postfix maillog shows {bad:?}:\n{log}"
@@ -211,6 +214,18 @@ pub struct Reply {
 
 /// One SMTP session: greeting, EHLO, AUTH with `mech`, QUIT. Bounded by a 60 s read timeout.
 pub fn smtp_auth(port: u16, mech: Mech, user: &str, password: &str) -> Reply {
+    smtp_session(port, mech, user, password, &[]).0
+}
+
+/// Like `smtp_auth`, then `commands` (e.g. MAIL FROM, RCPT TO) after the AUTH reply, whatever
+/// it was; returns the AUTH reply and the reply to each command.
+pub fn smtp_session(
+    port: u16,
+    mech: Mech,
+    user: &str,
+    password: &str,
+    commands: &[&str],
+) -> (Reply, Vec<Reply>) {
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
@@ -240,8 +255,15 @@ pub fn smtp_auth(port: u16, mech: Mech, user: &str, password: &str) -> Reply {
             read_reply(&mut reader)
         }
     };
+    let replies = commands
+        .iter()
+        .map(|c| {
+            send(c);
+            read_reply(&mut reader)
+        })
+        .collect();
     send("QUIT");
-    reply
+    (reply, replies)
 }
 
 fn expect(reader: &mut impl BufRead, code: u16) {
