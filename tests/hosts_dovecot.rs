@@ -128,7 +128,11 @@ fn names_as_dovecot_passes_them(stack: &Stack) {
         (Answer::Ok, vec![JUERGEN.to_string()])
     );
     let (answer, asked) = stack.login(How::Plain, "JÜRGEN@example.test", JUERGEN_PW);
-    assert_eq!(asked, ["jÜrgen@example.test"], "only ASCII letters are folded");
+    assert_eq!(
+        asked,
+        ["jÜrgen@example.test"],
+        "only ASCII letters are folded"
+    );
     assert!(answer.is_refusal(), "{answer:?}");
     let (answer, asked) = stack.login(How::Plain, "jane@example.test@evil.example", JANE_PW);
     assert_eq!(asked, ["jane@example.test@evil.example"], "no split at '@'");
@@ -153,7 +157,10 @@ fn a_hanging_backend_is_bounded_and_others_are_served_meanwhile(stack: &Stack) {
         let (answer, took) = hung.join().unwrap();
         // Dovecot's PAM passdb reports every PAM error but PAM_USER_UNKNOWN as a password
         // mismatch: the module's PAM_AUTHINFO_UNAVAIL reaches the client as a refusal.
-        assert!(answer.is_refusal(), "a hung backend is never a yes: {answer:?}");
+        assert!(
+            answer.is_refusal(),
+            "a hung backend is never a yes: {answer:?}"
+        );
         assert!(
             took >= TIMEOUT && took < TIMEOUT + Duration::from_secs(3),
             "timeout=2 bounded the hung login at {took:?}"
@@ -192,7 +199,11 @@ fn parallel_clients_are_answered_exactly(stack: &Stack) {
     });
     let wrong = wrong.into_inner().unwrap();
     assert!(wrong.is_empty(), "wrong answers: {wrong:?}");
-    assert_eq!(stack.backend.count() - before, 36, "one backend request per login");
+    assert_eq!(
+        stack.backend.count() - before,
+        36,
+        "one backend request per login"
+    );
 }
 
 /// No password (nor base64 of an AUTHENTICATE PLAIN blob) in Dovecot's log (auth_verbose) or

@@ -160,11 +160,16 @@ fn realms_with_and_without_saslauthd_r(stack: &Stack) {
         Mech::Plain,
         "jane@evil.example",
         JANE_PW,
-        &["MAIL FROM:<jane@example.test>", "RCPT TO:<rcpt@example.net>"],
+        &[
+            "MAIL FROM:<jane@example.test>",
+            "RCPT TO:<rcpt@example.net>",
+        ],
     );
     assert_eq!(auth.code, ACCEPTED);
     assert!(
-        replies[1].text.contains("not owned by user jane@evil.example"),
+        replies[1]
+            .text
+            .contains("not owned by user jane@evil.example"),
         "Postfix' view of the login: {replies:?}\n{}",
         stack.postfix.maillog()
     );
@@ -188,10 +193,7 @@ fn utf8_and_at_names(stack: &Stack) {
     // Two '@': libsasl2 splits at the last one, -r joins them again.
     assert_eq!(
         stack.auth(0, Mech::Plain, "jane@example.test@example.test", JANE_PW),
-        (
-            REFUSED,
-            vec!["jane@example.test@example.test".to_string()]
-        )
+        (REFUSED, vec!["jane@example.test@example.test".to_string()])
     );
     // Without -r the same login reaches the module as "jane@example.test".
     assert_eq!(
@@ -254,7 +256,11 @@ fn parallel_clients_are_answered_exactly(stack: &Stack) {
     });
     let wrong = wrong.into_inner().unwrap();
     assert!(wrong.is_empty(), "wrong answers: {wrong:?}");
-    assert_eq!(stack.backend.count() - before, 36, "one backend request per AUTH");
+    assert_eq!(
+        stack.backend.count() - before,
+        36,
+        "one backend request per AUTH"
+    );
 }
 
 /// No password, nor the base64 of an AUTH PLAIN blob holding one, in Postfix's maillog,
@@ -263,7 +269,9 @@ fn no_password_in_any_log(stack: &Stack, capture: &Capture, daemon_logs: &[&str]
     let module_lines = capture.module_lines();
     eprintln!("{}", module_lines.join("\n"));
     assert!(
-        module_lines.iter().any(|l| l.contains("pam_mailauth(smtp:auth)")),
+        module_lines
+            .iter()
+            .any(|l| l.contains("pam_mailauth(smtp:auth)")),
         "the syslog capture saw the module inside saslauthd: {module_lines:?}"
     );
     let mut logs = vec![stack.postfix.maillog(), module_lines.join("\n")];

@@ -136,7 +136,9 @@ impl Dovecot {
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         super::process::own_session(&mut cmd);
-        let child = cmd.spawn().expect("dovecot (dovecot-core) must be installed");
+        let child = cmd
+            .spawn()
+            .expect("dovecot (dovecot-core) must be installed");
         let pgid = child.id() as i32;
         let mut dovecot = Dovecot {
             child,

@@ -167,10 +167,7 @@ impl Postfix {
         }
         let log = self.maillog();
         for bad in ["fatal:", "panic:", "error:", "signal", "core dumped"] {
-            assert!(
-                !log.contains(bad),
-                "postfix maillog shows {bad:?}:\n{log}"
-            );
+            assert!(!log.contains(bad), "postfix maillog shows {bad:?}:\n{log}");
         }
     }
 }
@@ -286,4 +283,3 @@ fn read_reply(reader: &mut impl BufRead) -> Reply {
         }
     }
 }
-
