@@ -1,13 +1,19 @@
 //! SMTP AUTH as mail admins deploy it: a private Postfix whose smtpd hands AUTH PLAIN/LOGIN to
 //! Cyrus SASL, which asks saslauthd (`-a pam`, under pam_wrapper), which runs
 //! pam.d-examples/smtp with the built module against a MailStore fake that records every name
-//! it is asked about. One Postfix and two saslauthds per run (CI time): smtpd port 0 talks to a
-//! saslauthd with `-r`, port 1 to one without; both run the same PAM service with
-//! `domain=example.test`.
+//! it is asked about. One Postfix and two saslauthds per run (CI time). smtpd listeners:
+//!
+//! | port | saslauthd | PAM service |
+//! |---|---|---|
+//! | `WITH_R` | `-r` | `smtp`: the example with `domain=example.test` |
+//! | `WITHOUT_R` | no `-r` | `smtp` |
+//! | `WITH_R_AS_IS` | `-r` | `smtp-as-is`: the example without mapping, so the backend is asked about exactly what the module received |
+//! | `WITHOUT_R_AS_IS` | no `-r` | `smtp-as-is` |
 //!
 //! libsasl2 splits `user@realm` at the last `@` before saslauthd sees it; only `-r` joins the
 //! two again. Without `-r` the module receives `jane` for `jane@evil.example`, and `domain=`
-//! turns that into `jane@example.test`: docs/hosts-and-stacks.md, "With saslauthd".
+//! turns that into `jane@example.test`: docs/hosts-and-stacks.md, "Behind Postfix and
+//! saslauthd".
 
 mod support;
 
@@ -31,6 +37,11 @@ const HANG_PW: &str = "Hang-pw 3";
 /// The module's `timeout=` in this run.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
+const WITH_R: usize = 0;
+const WITHOUT_R: usize = 1;
+const WITH_R_AS_IS: usize = 2;
+const WITHOUT_R_AS_IS: usize = 3;
+
 const ACCEPTED: u16 = 235;
 const REFUSED: u16 = 535;
 
@@ -42,7 +53,7 @@ struct Stack {
 }
 
 impl Stack {
-    /// AUTH on smtpd port `port` (0: saslauthd -r, 1: without); returns the reply code and
+    /// AUTH on smtpd listener `port` (see the table at the top); returns the reply code and
     /// the names the backend was asked about meanwhile (none may be asked in parallel).
     fn auth(&self, port: usize, mech: Mech, user: &str, password: &str) -> (u16, Vec<String>) {
         self.sent
@@ -71,11 +82,14 @@ fn smtp_auth_through_postfix_cyrus_sasl_and_saslauthd() {
     let smtp = Example::load("smtp")
         .mailstore(&backend.url(PATH))
         .with("index.php\n", "index.php domain=example.test timeout=2\n");
+    let as_is = Example::load("smtp")
+        .mailstore(&backend.url(PATH))
+        .with("index.php\n", "index.php timeout=2\n");
     let syslog = [("PAM_WRAPPER_USE_SYSLOG", "1")];
     let saslauthd = |realm| {
         Saslauthd::start_with_env(
             Setup {
-                services: &[("smtp", &smtp.text)],
+                services: &[("smtp", &smtp.text), ("smtp-as-is", &as_is.text)],
                 workers: 3,
                 realm,
             },
@@ -85,7 +99,13 @@ fn smtp_auth_through_postfix_cyrus_sasl_and_saslauthd() {
     let (mut with_r, mut without_r) = (saslauthd(true), saslauthd(false));
     capture.watch_session(with_r.session());
     capture.watch_session(without_r.session());
-    let postfix = Postfix::start(&[with_r.socket(), without_r.socket()]);
+    // In the order of the port constants.
+    let postfix = Postfix::start(&[
+        (with_r.socket(), "smtp"),
+        (without_r.socket(), "smtp"),
+        (with_r.socket(), "smtp-as-is"),
+        (without_r.socket(), "smtp-as-is"),
+    ]);
     eprintln!("stack up after {:?}", started.elapsed());
     let stack = Stack {
         backend,
@@ -110,17 +130,17 @@ fn smtp_auth_through_postfix_cyrus_sasl_and_saslauthd() {
 fn right_wrong_and_unknown(stack: &Stack) {
     for mech in [Mech::Plain, Mech::Login] {
         assert_eq!(
-            stack.auth(0, mech, JANE, JANE_PW),
+            stack.auth(WITH_R, mech, JANE, JANE_PW),
             (ACCEPTED, vec![JANE.to_string()]),
             "{mech:?}: right password"
         );
         assert_eq!(
-            stack.auth(0, mech, JANE, "jane's-pw 1"),
+            stack.auth(WITH_R, mech, JANE, "jane's-pw 1"),
             (REFUSED, vec![JANE.to_string()]),
             "{mech:?}: wrong password"
         );
         assert_eq!(
-            stack.auth(0, mech, "nobody@example.test", JANE_PW),
+            stack.auth(WITH_R, mech, "nobody@example.test", JANE_PW),
             (REFUSED, vec!["nobody@example.test".to_string()]),
             "{mech:?}: unknown user"
         );
@@ -131,13 +151,13 @@ fn right_wrong_and_unknown(stack: &Stack) {
 fn realms_with_and_without_saslauthd_r(stack: &Stack) {
     // With -r: the address as typed. Another domain's jane is another user: refused.
     assert_eq!(
-        stack.auth(0, Mech::Plain, "jane@evil.example", JANE_PW),
+        stack.auth(WITH_R, Mech::Plain, "jane@evil.example", JANE_PW),
         (REFUSED, vec!["jane@evil.example".to_string()]),
         "saslauthd -r: jane@evil.example with jane@example.test's password"
     );
     // With -r, a bare name has no realm (smtpd_sasl_local_domain is empty): domain= adds it.
     assert_eq!(
-        stack.auth(0, Mech::Plain, "jane", JANE_PW),
+        stack.auth(WITH_R, Mech::Plain, "jane", JANE_PW),
         (ACCEPTED, vec![JANE.to_string()]),
         "saslauthd -r: bare name plus domain="
     );
@@ -145,18 +165,31 @@ fn realms_with_and_without_saslauthd_r(stack: &Stack) {
     // domain= makes it jane@example.test, and the other domain's login is accepted. This is
     // the configuration the docs now warn against.
     assert_eq!(
-        stack.auth(1, Mech::Plain, "jane@evil.example", JANE_PW),
+        stack.auth(WITHOUT_R, Mech::Plain, "jane@evil.example", JANE_PW),
         (ACCEPTED, vec![JANE.to_string()]),
         "without -r the realm never reaches the module"
     );
     assert_eq!(
-        stack.auth(1, Mech::Login, JANE, JANE_PW),
+        stack.auth(WITHOUT_R, Mech::Login, JANE, JANE_PW),
         (ACCEPTED, vec![JANE.to_string()])
+    );
+    // What the module itself receives (no mapping: the backend is asked about exactly that).
+    let received = |port, user| stack.auth(port, Mech::Plain, user, "not-the-password").1;
+    assert_eq!(
+        received(WITH_R_AS_IS, "jane@evil.example"),
+        ["jane@evil.example"]
+    );
+    assert_eq!(received(WITH_R_AS_IS, "jane"), ["jane"]);
+    assert_eq!(received(WITHOUT_R_AS_IS, "jane@evil.example"), ["jane"]);
+    assert_eq!(received(WITHOUT_R_AS_IS, JANE), ["jane"]);
+    assert_eq!(
+        received(WITHOUT_R_AS_IS, "jane@example.test@evil.example"),
+        [JANE]
     );
     // Postfix itself keeps the login as typed: smtpd_sender_login_maps and
     // reject_sender_login_mismatch judge "jane@evil.example", a login the store never checked.
     let (auth, replies) = smtp_session(
-        stack.postfix.port(1),
+        stack.postfix.port(WITHOUT_R),
         Mech::Plain,
         "jane@evil.example",
         JANE_PW,
@@ -182,22 +215,32 @@ fn realms_with_and_without_saslauthd_r(stack: &Stack) {
 
 fn utf8_and_at_names(stack: &Stack) {
     assert_eq!(
-        stack.auth(0, Mech::Plain, JUERGEN, JUERGEN_PW),
+        stack.auth(WITH_R, Mech::Plain, JUERGEN, JUERGEN_PW),
         (ACCEPTED, vec![JUERGEN.to_string()]),
         "UTF-8 name"
     );
     assert_eq!(
-        stack.auth(0, Mech::Login, JUERGEN, "Jü-pw 2 n"),
+        stack.auth(WITH_R, Mech::Login, JUERGEN, "Jü-pw 2 n"),
         (REFUSED, vec![JUERGEN.to_string()])
     );
     // Two '@': libsasl2 splits at the last one, -r joins them again.
     assert_eq!(
-        stack.auth(0, Mech::Plain, "jane@example.test@example.test", JANE_PW),
+        stack.auth(
+            WITH_R,
+            Mech::Plain,
+            "jane@example.test@example.test",
+            JANE_PW
+        ),
         (REFUSED, vec!["jane@example.test@example.test".to_string()])
     );
     // Without -r the same login reaches the module as "jane@example.test".
     assert_eq!(
-        stack.auth(1, Mech::Plain, "jane@example.test@evil.example", JANE_PW),
+        stack.auth(
+            WITHOUT_R,
+            Mech::Plain,
+            "jane@example.test@evil.example",
+            JANE_PW
+        ),
         (ACCEPTED, vec![JANE.to_string()])
     );
 }
@@ -206,13 +249,13 @@ fn a_hanging_backend_is_bounded_and_others_are_served_meanwhile(stack: &Stack) {
     std::thread::scope(|s| {
         let hung = s.spawn(|| {
             let t = Instant::now();
-            let reply = smtp_auth(stack.postfix.port(0), Mech::Plain, HANG, HANG_PW);
+            let reply = smtp_auth(stack.postfix.port(WITH_R), Mech::Plain, HANG, HANG_PW);
             (reply.code, t.elapsed())
         });
         // While one saslauthd worker waits on the backend, the others answer at once.
         std::thread::sleep(Duration::from_millis(300));
         let t = Instant::now();
-        let reply = smtp_auth(stack.postfix.port(0), Mech::Plain, JANE, JANE_PW);
+        let reply = smtp_auth(stack.postfix.port(WITH_R), Mech::Plain, JANE, JANE_PW);
         assert_eq!(reply.code, ACCEPTED, "{reply:?}");
         assert!(
             t.elapsed() < Duration::from_secs(1),

@@ -2,7 +2,8 @@
 //! smtpd on free loopback ports, not chrooted (a chrooted smtpd cannot see a private saslauthd
 //! socket), SMTP AUTH through Cyrus SASL to a saslauthd, and its log in `maillog_file`. Each
 //! listener has its own SASL application name (`smtpd_sasl_path`), hence its own
-//! `$config_directory/sasl/NAME.conf` and its own saslauthd.
+//! `$config_directory/sasl/NAME.conf` and saslauthd socket, and its own SASL service name
+//! (`smtpd_sasl_service`), which saslauthd uses as the PAM service.
 //!
 //! Also a raw SMTP client (AUTH PLAIN and LOGIN), so that UTF-8 names reach smtpd byte for byte.
 
@@ -29,8 +30,8 @@ pub fn free_port() -> u16 {
 }
 
 impl Postfix {
-    /// One smtpd listener per saslauthd socket, in that order (see `port`).
-    pub fn start(saslauthd_sockets: &[PathBuf]) -> Postfix {
+    /// One smtpd listener per `(saslauthd socket, SASL service)`, in that order (see `port`).
+    pub fn start(listeners: &[(PathBuf, &str)]) -> Postfix {
         let dir = TempDir::new("postfix");
         let root = dir.path();
         for sub in ["etc/sasl", "queue", "data"] {
@@ -78,7 +79,7 @@ impl Postfix {
              rewrite   unix - - n - - trivial-rewrite\n",
         );
         let mut ports = Vec::new();
-        for (i, socket) in saslauthd_sockets.iter().enumerate() {
+        for (i, (socket, service)) in listeners.iter().enumerate() {
             let port = free_port();
             ports.push(port);
             // Debian's Postfix reads $config_directory/sasl/<smtpd_sasl_path>.conf.
@@ -92,7 +93,8 @@ impl Postfix {
             )
             .unwrap();
             master.push_str(&format!(
-                "127.0.0.1:{port} inet n - n - - smtpd -o smtpd_sasl_path={app}\n"
+                "127.0.0.1:{port} inet n - n - - smtpd -o smtpd_sasl_path={app} \
+                 -o smtpd_sasl_service={service}\n"
             ));
         }
         std::fs::write(root.join("etc/master.cf"), master).unwrap();
@@ -132,7 +134,7 @@ impl Postfix {
         }
     }
 
-    /// The smtpd port of the `i`-th saslauthd socket given to `start`.
+    /// The smtpd port of the `i`-th listener given to `start`.
     pub fn port(&self, i: usize) -> u16 {
         self.ports[i]
     }
