@@ -489,11 +489,6 @@ impl Builder {
                 }
             }
         }
-        if backend == BackendKind::James && o.token.is_none() {
-            return Err(ConfigError(
-                "backend=james needs token= (in the config file)".into(),
-            ));
-        }
         if backend == BackendKind::Scim && o.token.is_none() && o.http_user.is_none() {
             return Err(ConfigError(
                 "backend=scim needs token= or http_user=/http_password= (in the config file)"

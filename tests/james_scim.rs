@@ -56,6 +56,79 @@ fn james_token_is_a_secret() {
     assert_eq!(svc.auth("a", "b"), PAM_SERVICE_ERR);
 }
 
+#[test]
+fn james_a_name_james_rejects_is_a_refusal_not_an_outage() {
+    // James answers 400 for names that are not valid James user names; users type them.
+    let server = james::serve(&[("alice@example.test", "pw")]);
+    let (svc, _d) = james_line(&server.url("/"), james::ADMIN_JWT);
+    let long = format!("{}@example.test", "a".repeat(300));
+    for name in [
+        "a@b@example.test",
+        "@example.test",
+        long.as_str(),
+        "alice@bad..example",
+        "alice@",
+        " ",
+    ] {
+        assert!(!james::valid_username(name), "{name}");
+        assert_eq!(svc.auth(name, "pw"), PAM_AUTH_ERR, "{name:?}");
+        assert_eq!(
+            svc.start(name, None).acct_mgmt(),
+            PAM_USER_UNKNOWN,
+            "{name:?}"
+        );
+    }
+    assert!(server.requests().iter().any(|r| r.method == "POST"));
+}
+
+#[test]
+fn james_without_webadmin_authentication_needs_no_token() {
+    let server = james::serve_with(james::Auth::None, &[("alice@example.test", "pw")]);
+    let svc = Service::module_line(&format!("backend=james url={}", server.url("/")));
+    assert_eq!(
+        svc.login("alice@example.test", "pw"),
+        (PAM_SUCCESS, Some(PAM_SUCCESS))
+    );
+    assert_eq!(svc.auth("alice@example.test", "wrong"), PAM_AUTH_ERR);
+    assert_eq!(
+        svc.start("nobody@example.test", None).acct_mgmt(),
+        PAM_USER_UNKNOWN
+    );
+    assert!(server
+        .requests()
+        .iter()
+        .all(|r| r.header("authorization").is_none()));
+    // The same line against a webadmin that wants a JWT: unavailable, never a refusal.
+    let jwt = james::serve(&[("alice@example.test", "pw")]);
+    let svc = Service::module_line(&format!("backend=james url={}", jwt.url("/")));
+    assert_eq!(svc.auth("alice@example.test", "pw"), PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(
+        svc.start("alice@example.test", None).acct_mgmt(),
+        PAM_AUTHINFO_UNAVAIL
+    );
+}
+
+#[test]
+fn james_with_a_static_webadmin_password_as_token() {
+    let server = james::serve_with(james::Auth::Password, &[("alice@example.test", "pw")]);
+    let (svc, _d) = james_line(&server.url("/"), james::PASSWORD);
+    assert_eq!(
+        svc.login("alice@example.test", "pw"),
+        (PAM_SUCCESS, Some(PAM_SUCCESS))
+    );
+    assert_eq!(svc.auth("alice@example.test", "wrong"), PAM_AUTH_ERR);
+    // A read-only password may HEAD but not POST: the verify call is refused with 403, which
+    // is the module's own credential problem, not the user's.
+    let (svc, _d) = james_line(&server.url("/"), james::READ_ONLY_PASSWORD);
+    assert_eq!(svc.auth("alice@example.test", "pw"), PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(
+        svc.start("alice@example.test", None).acct_mgmt(),
+        PAM_SUCCESS
+    );
+    let (svc, _d) = james_line(&server.url("/"), "not-the-password");
+    assert_eq!(svc.auth("alice@example.test", "pw"), PAM_AUTHINFO_UNAVAIL);
+}
+
 fn scim_line(url: &str, secrets: &str) -> (Service, TempDir) {
     let dir = TempDir::new("cfg");
     let cfg = config_file(dir.path(), secrets, 0o600);
