@@ -366,3 +366,57 @@ fn scim_bodies_are_never_logged() {
         );
     }
 }
+
+/// The confirmation belongs to the process that made it: a forked child (saslauthd, Apache
+/// prefork) confirms for itself, without hanging on anything the parent held, and the
+/// parent keeps its own.
+#[test]
+fn scim_a_forked_child_confirms_the_base_for_itself() {
+    use std::time::{Duration, Instant};
+    let server = scim::ScimApi::at("")
+        .mailbox("a@example.test", true)
+        .serve();
+    let (svc, _d) = scim_line(&server.url(""), &scim_basic());
+    let probes = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.path() == "/ResourceTypes")
+            .count()
+    };
+    assert_eq!(
+        svc.start("ghost@example.test", None).acct_mgmt(),
+        PAM_USER_UNKNOWN
+    );
+    assert_eq!(probes(), 1);
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let rc = std::panic::catch_unwind(|| svc.start("ghost@example.test", None).acct_mgmt())
+            .unwrap_or(100);
+        unsafe { libc::_exit(rc) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut status = 0;
+    loop {
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            break;
+        }
+        if Instant::now() > deadline {
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the forked child hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
+    assert_eq!(libc::WEXITSTATUS(status), PAM_USER_UNKNOWN);
+    assert_eq!(probes(), 2, "the child confirmed the base itself");
+    assert_eq!(
+        svc.start("ghost@example.test", None).acct_mgmt(),
+        PAM_USER_UNKNOWN
+    );
+    assert_eq!(probes(), 2, "the parent's confirmation still holds");
+}
