@@ -40,10 +40,13 @@ const PROBES: [&str; 2] = ["ResourceTypes", "Schemas"];
 /// Confirmations kept at most; a host has a handful of configurations.
 const CONFIRMED_MAX: usize = 256;
 
-/// (process id, digest of base URL and credentials) of every base confirmed to be the SCIM
-/// API. The pid makes a forked child confirm for itself; the credentials are in the digest
-/// because the probe's 200 depends on them.
-static CONFIRMED: Lazy<Mutex<HashSet<(u32, [u8; 32])>>> = Lazy::new(|| Mutex::new(HashSet::new()));
+/// A confirmation: (process id, digest of base URL and credentials). The pid makes a forked
+/// child confirm for itself; the credentials are in the digest because the probe's 200
+/// depends on them.
+type Confirmation = (u32, [u8; 32]);
+
+/// Every base confirmed to be the SCIM API.
+static CONFIRMED: Lazy<Mutex<HashSet<Confirmation>>> = Lazy::new(|| Mutex::new(HashSet::new()));
 
 pub struct Scim<'a> {
     opts: &'a Options,
@@ -68,7 +71,7 @@ impl<'a> Scim<'a> {
         }
     }
 
-    fn confirmation_key(&self, base: &str) -> (u32, [u8; 32]) {
+    fn confirmation_key(&self, base: &str) -> Confirmation {
         let mut h = Sha256::new();
         h.update(base.as_bytes());
         for part in [
