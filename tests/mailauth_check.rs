@@ -112,12 +112,19 @@ fn exit_1_for_a_wrong_password_and_for_an_unknown_user() {
 
     // An unknown user, where the backend can tell (MailStore's user list): account phase.
     let r = run_with(
-        &["--account", "backend=mailstore", &url, "account=check", "nobody@example.com"],
+        &[
+            "--account",
+            "backend=mailstore",
+            &url,
+            "account=check",
+            "nobody@example.com",
+        ],
         None,
     );
     assert_eq!(r.status, 1, "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stdout.contains("account: unknown user (PAM_USER_UNKNOWN)"),
+        r.stdout
+            .contains("account: unknown user (PAM_USER_UNKNOWN)"),
         "{}",
         r.stdout
     );
@@ -158,22 +165,40 @@ fn exit_2_when_the_backend_is_unavailable_naming_each_server_skipped_and_why() {
 #[test]
 fn exit_3_for_configuration_errors_with_the_modules_own_words() {
     // An unknown key.
-    let r = run(&["backend=mailstore", "url=http://127.0.0.1:9/", "colour=blue", USER], PASSWORD);
+    let r = run(
+        &[
+            "backend=mailstore",
+            "url=http://127.0.0.1:9/",
+            "colour=blue",
+            USER,
+        ],
+        PASSWORD,
+    );
     assert_eq!(r.status, 3, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("configuration error (PAM_SERVICE_ERR)"));
     assert!(
-        r.stderr
-            .contains("pam_mailauth(mailauth-check:auth): configuration error: unknown option 'colour'"),
+        r.stderr.contains(
+            "pam_mailauth(mailauth-check:auth): configuration error: unknown option 'colour'"
+        ),
         "{}",
         r.stderr
     );
     // A secret given as a module argument.
     let r = run(
-        &["backend=mailstore", "url=http://127.0.0.1:9/", "http_password=hunter22", USER],
+        &[
+            "backend=mailstore",
+            "url=http://127.0.0.1:9/",
+            "http_password=hunter22",
+            USER,
+        ],
         PASSWORD,
     );
     assert_eq!(r.status, 3);
-    assert!(r.stderr.contains("'http_password' is a secret"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("'http_password' is a secret"),
+        "{}",
+        r.stderr
+    );
     // A config file holding a secret that everyone may read: the file's mode is named.
     let dir = TempDir::new("check-conf");
     let conf = config_file(
@@ -189,7 +214,11 @@ fn exit_3_for_configuration_errors_with_the_modules_own_words() {
     // A command line the tool cannot use: no password option exists.
     let r = run_with(&["--password", PASSWORD, "backend=mailstore", USER], None);
     assert_eq!(r.status, 3);
-    assert!(r.stderr.contains("unknown option --password"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unknown option --password"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -216,11 +245,27 @@ fn service_mode_runs_the_stack_through_libpam_and_shows_the_modules_lines() {
     )
     .unwrap();
     let confdir = dir.path().to_str().unwrap();
-    let args = ["--service", "smtp", "--confdir", confdir, "--rhost", "192.0.2.7", USER];
+    let args = [
+        "--service",
+        "smtp",
+        "--confdir",
+        confdir,
+        "--rhost",
+        "192.0.2.7",
+        USER,
+    ];
     let r = run(&args, PASSWORD);
     assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("auth: accepted (PAM_SUCCESS)"), "{}", r.stdout);
-    assert!(r.stdout.contains("account: accepted (PAM_SUCCESS)"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("auth: accepted (PAM_SUCCESS)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("account: accepted (PAM_SUCCESS)"),
+        "{}",
+        r.stdout
+    );
     // libpam ran the module: its syslog line, with libpam's prefix and the rhost we set.
     assert!(
         r.stderr.contains(&format!(
@@ -244,7 +289,10 @@ fn service_mode_runs_the_stack_through_libpam_and_shows_the_modules_lines() {
     assert!(r.stdout.contains("account: "), "{}", r.stdout);
 
     // A missing service file is a configuration error, not libpam's silent fallback to "other".
-    let r = run(&["--service", "nosuch", "--confdir", confdir, USER], PASSWORD);
+    let r = run(
+        &["--service", "nosuch", "--confdir", confdir, USER],
+        PASSWORD,
+    );
     assert_eq!(r.status, 3, "{}{}", r.stdout, r.stderr);
 }
 
@@ -268,7 +316,10 @@ fn service_mode_exit_2_and_3_follow_the_stacks_answer() {
     .unwrap();
     let r = run(&["--service", "down", "--confdir", confdir, USER], PASSWORD);
     assert_eq!(r.status, 2, "{}{}", r.stdout, r.stderr);
-    let r = run(&["--service", "broken", "--confdir", confdir, USER], PASSWORD);
+    let r = run(
+        &["--service", "broken", "--confdir", confdir, USER],
+        PASSWORD,
+    );
     assert_eq!(r.status, 3, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("configuration error"), "{}", r.stderr);
 }
@@ -342,7 +393,11 @@ fn on_a_terminal(args: &[&str], typed: &str) -> (i32, String) {
                 String::from_utf8_lossy(&screen).into_owned(),
             );
         }
-        assert!(Instant::now() < deadline, "timed out; the screen shows: {:?}", String::from_utf8_lossy(&screen));
+        assert!(
+            Instant::now() < deadline,
+            "timed out; the screen shows: {:?}",
+            String::from_utf8_lossy(&screen)
+        );
     }
     let status = child.wait().unwrap();
     (
@@ -376,16 +431,39 @@ fn help_documents_every_flag_and_the_exit_statuses_and_so_does_the_man_page() {
     )
     .unwrap()
     .replace("\\-", "-");
-    for section in ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "EXAMPLES"] {
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "OPTIONS",
+        "EXIT STATUS",
+        "EXAMPLES",
+    ] {
         assert!(r.stdout.contains(section), "--help lacks {section}");
-        assert!(page.contains(&format!(".SH {section}")), "the man page lacks {section}");
+        assert!(
+            page.contains(&format!(".SH {section}")),
+            "the man page lacks {section}"
+        );
     }
-    for flag in ["--service", "--confdir", "--account", "--rhost", "--help", "--version"] {
+    for flag in [
+        "--service",
+        "--confdir",
+        "--account",
+        "--rhost",
+        "--help",
+        "--version",
+    ] {
         assert!(r.stdout.contains(flag), "--help lacks {flag}");
         assert!(page.contains(flag), "mailauth-check.8 lacks {flag}");
     }
     for status in ["0", "1", "2", "3"] {
-        assert!(r.stdout.contains(&format!("    {status}   ")), "--help lacks exit {status}");
-        assert!(page.contains(&format!(".B {status}\n")), "the man page lacks exit {status}");
+        assert!(
+            r.stdout.contains(&format!("    {status}   ")),
+            "--help lacks exit {status}"
+        );
+        assert!(
+            page.contains(&format!(".B {status}\n")),
+            "the man page lacks exit {status}"
+        );
     }
 }
