@@ -418,3 +418,70 @@ fn both_manual_pages_name_every_option_the_module_accepts() {
         assert!(missing.is_empty(), "{page} does not name {missing:?}");
     }
 }
+
+#[test]
+fn the_rpm_spec_passes_rpmlint_and_builds_the_same_layout_under_lib64() {
+    let spec = root().join("packaging/rpm/pam_mailauth.spec");
+    let (_, lint, stderr) = output(Command::new("rpmlint").arg(&spec));
+    eprintln!("rpmlint:\n{lint}{stderr}");
+    assert!(
+        lint.contains(" 0 errors,") && !lint.lines().any(|l| l.contains(": E: ")),
+        "rpmlint: {lint}{stderr}"
+    );
+    // rpmbuild packages the release build the .deb was made from (prebuilt: no second cargo
+    // build; --nodeps: Fedora's BuildRequires are not Debian packages).
+    deb();
+    let topdir = TempDir::new("rpm");
+    let (ok, stdout, stderr) = output(
+        Command::new("rpmbuild")
+            .args([
+                "-bb",
+                "--build-in-place",
+                "--nodeps",
+                "--define",
+                "prebuilt 1",
+            ])
+            .arg("--define")
+            .arg(format!("_topdir {}", topdir.path().display()))
+            .arg(&spec)
+            .current_dir(root()),
+    );
+    assert!(ok, "rpmbuild: {stdout}{stderr}");
+    let arch_dir = std::fs::read_dir(topdir.path().join("RPMS"))
+        .unwrap()
+        .next()
+        .expect("RPMS/<arch>/")
+        .unwrap()
+        .path();
+    let rpm = std::fs::read_dir(arch_dir)
+        .unwrap()
+        .next()
+        .expect("an rpm")
+        .unwrap()
+        .path();
+    let (ok, listing, stderr) = output(Command::new("rpm").arg("-qlpv").arg(&rpm));
+    assert!(ok, "{stderr}");
+    let mode_of = |path: &str| {
+        listing
+            .lines()
+            .find(|l| l.ends_with(&format!(" {path}")))
+            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+            .unwrap_or_else(|| panic!("the rpm lacks {path}:\n{listing}"))
+    };
+    assert_eq!(mode_of("/usr/lib64/security/pam_mailauth.so"), "-rwxr-xr-x");
+    assert_eq!(mode_of("/usr/sbin/mailauth-check"), "-rwxr-xr-x");
+    assert_eq!(mode_of(CONFIG), "-rw-r-----");
+    for page in [
+        "/usr/share/man/man8/pam_mailauth.8",
+        "/usr/share/man/man8/mailauth-check.8",
+        "/usr/share/man/man5/pam_mailauth.conf.5",
+    ] {
+        assert!(listing.contains(page), "the rpm lacks {page}:\n{listing}");
+    }
+    let (_, config_files, _) = output(Command::new("rpm").arg("-qpc").arg(&rpm));
+    assert_eq!(
+        config_files.trim(),
+        CONFIG,
+        "the config is %config(noreplace)"
+    );
+}
