@@ -122,6 +122,19 @@ fn control_fields_depend_on_what_the_binaries_link_and_the_config_is_a_conffile(
     let (_, arch, _) = output(Command::new("dpkg").arg("--print-architecture"));
     assert_eq!(field("Architecture"), arch.trim());
     assert_eq!(field("Section"), "admin");
+    // The changelog and the RPM spec name the version being packaged.
+    let version = env!("CARGO_PKG_VERSION");
+    let changelog = std::fs::read_to_string(root().join("packaging/debian/changelog")).unwrap();
+    assert!(
+        changelog.starts_with(&format!("pam-mailauth ({version}-1) ")),
+        "packaging/debian/changelog's first entry is not {version}-1"
+    );
+    let spec = std::fs::read_to_string(root().join("packaging/rpm/pam_mailauth.spec")).unwrap();
+    assert!(
+        spec.lines()
+            .any(|l| l.starts_with("Version:") && l.ends_with(&format!(" {version}"))),
+        "the RPM spec's Version is not {version}"
+    );
     assert!(field("Maintainer").contains('@'));
     assert!(field("Description").len() > 200, "an extended description");
     let depends = field("Depends");
