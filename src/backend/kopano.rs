@@ -151,10 +151,11 @@ impl Backend for Kopano<'_> {
             Some(stored) => hash::check(stored.expose().as_bytes(), password.expose().as_bytes()),
             None => false,
         };
+        // The store holds this user's row: a mismatch is a wrong password for a known user.
         found.answer(if matches {
             Verdict::Accepted
         } else {
-            Verdict::Refused
+            Verdict::WrongPassword
         })
     }
 
