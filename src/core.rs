@@ -119,12 +119,11 @@ fn check_password(host: &dyn Host, args: &[String]) -> Result<String, PamError> 
     if opts.set_pam_user && mapped != user {
         // Postfix's sender-login maps and Apache's REMOTE_USER read PAM_USER: make it the
         // identity that was checked, not the one typed.
-        host.set_user(&mapped).map_err(|code| {
+        host.set_user(&mapped).inspect_err(|code| {
             host.log(
                 Level::Error,
                 &format!("auth: could not set PAM_USER to the checked name ({code:?}); refused"),
-            );
-            code
+            )
         })?;
         return Ok(mapped);
     }
