@@ -440,4 +440,31 @@ mod tests {
         assert_eq!(setcred(&failing), PamError::IGNORE);
         assert_eq!(account(&failing, &args(LINE)), PamError::IGNORE);
     }
+
+    #[test]
+    fn every_early_failure_withdraws_an_earlier_success() {
+        // (user, conversation answer, extra arguments): each fails before any backend.
+        let cases: [(&str, Option<&'static str>, &str); 5] = [
+            ("a", Some(""), ""),
+            ("a", None, ""),
+            ("a", Some("x"), "colour=blue"),
+            ("", Some("x"), ""),
+            ("@example.com", Some("x"), "strip_domain"),
+        ];
+        for (user, answer, extra) in cases {
+            let host = FakeHost {
+                user: user.into(),
+                answer,
+                remembered: RefCell::new(Some(user.into())),
+                ..Default::default()
+            };
+            let code = authenticate(&host, &args(&format!("{LINE} {extra}")));
+            assert_ne!(code, PamError::SUCCESS, "{user:?} {answer:?} {extra}");
+            assert_eq!(
+                setcred(&host),
+                PamError::IGNORE,
+                "{user:?} {answer:?} {extra}"
+            );
+        }
+    }
 }
