@@ -642,3 +642,39 @@ fn a_dripping_database_is_cut_off_at_the_timeout() {
         assert!(took < Duration::from_millis(2500), "{phase}: {took:?}");
     }
 }
+
+#[test]
+fn a_forked_child_never_uses_its_parents_connection_or_runtime() {
+    // saslauthd and Apache prefork fork after the module has run: the child inherits the
+    // thread's I/O runtime and its pooled connection. It must make its own, and leave the
+    // parent's session intact.
+    mariadb::server().add_users(&[KopanoUser::active("db-fork", "Passw0rd")]);
+    let l = line("");
+    assert_eq!(l.svc.auth("db-fork", "Passw0rd"), PAM_SUCCESS);
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let ok = l.svc.auth("db-fork", "Passw0rd") == PAM_SUCCESS
+            && l.svc.auth("db-fork", "wrong") == PAM_AUTH_ERR;
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut status = 0;
+    loop {
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        if Instant::now() > deadline {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the forked child hung");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child: {status}"
+    );
+    // The parent's pooled connection and runtime still serve it.
+    assert_eq!(l.svc.auth("db-fork", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(l.svc.auth("db-fork", "wrong"), PAM_AUTH_ERR);
+}
