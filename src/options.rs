@@ -453,9 +453,17 @@ impl Builder {
             check_url_transport(url, plaintext_allowed)?;
         }
         if let Some(dsn) = &o.dsn {
-            crate::sql::Dsn::parse(dsn.expose())
-                .and_then(|d| d.check_transport(plaintext_allowed))
+            let parsed = crate::sql::Dsn::parse(dsn.expose()).map_err(ConfigError)?;
+            parsed
+                .check_transport(plaintext_allowed)
                 .map_err(ConfigError)?;
+            if backend == BackendKind::Kopano && parsed.engine() != crate::sql::Engine::Mysql {
+                return Err(ConfigError(
+                    "backend=kopano reads the Kopano DB plugin's MySQL/MariaDB tables: dsn= \
+                     must be mysql://"
+                        .into(),
+                ));
+            }
         }
         match backend {
             BackendKind::Kopano => {

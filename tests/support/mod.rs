@@ -12,6 +12,7 @@ pub mod mailstore;
 pub mod mariadb;
 pub mod netns;
 pub mod pam;
+pub mod postgres;
 pub mod process;
 pub mod saslauthd;
 pub mod scim;

@@ -36,12 +36,14 @@ const USER_QUERY: Query = Query {
      WHERE login.value = ? AND (o.objectclass & 0xFFFF0000) = 0x10000 \
      ORDER BY (o.objectclass = 65537) DESC, o.id \
      LIMIT 16",
+    postgres: None,
 };
 
 /// PR_EC_ENABLED_FEATURES / PR_EC_DISABLED_FEATURES of one object.
 const FEATURE_QUERY: Query = Query {
     mysql: "SELECT propname, value FROM objectmvproperty \
      WHERE objectid = ? AND propname IN ('0x67B3101E', '0x67B4101E', '0x67b3101e', '0x67b4101e')",
+    postgres: None,
 };
 
 /// Where the database is, for log lines: the DSN's one redacted form.

@@ -29,23 +29,21 @@ use crate::offhost;
 use crate::options::Options;
 use crate::runtime::{self, Stopped};
 use crate::secret::Secret;
-use crate::trusted_file;
 use crate::verdict::Verdict;
-use mysql_async::prelude::Queryable;
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-/// How a DSN should be written, for error messages.
-pub const MYSQL_FORM: &str = "mysql://user:password@host:port/database?require_ssl=true \
-     (or mysql://user:password@localhost/database?socket=/path)";
+mod mysql;
+mod postgres;
 
 /// Which server a DSN names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     Mysql,
+    Postgres,
 }
 
 /// What the DSN asks of TLS.
@@ -72,17 +70,35 @@ pub struct Dsn {
     tls: Tls,
 }
 
-/// Why a DSN cannot be used. Never contains any part of the DSN.
-fn unusable(why: &str) -> String {
-    format!("dsn= is not usable: {why} (the DSN is not shown: it may hold a password); the form is {MYSQL_FORM}")
+/// Why a DSN cannot be used, and how one is written. Never contains any part of the DSN.
+fn unusable(why: &str, form: &str) -> String {
+    format!(
+        "dsn= is not usable: {why} (the DSN is not shown: it may hold a password); the form is \
+         {form}"
+    )
 }
+
+/// A reason the rows cannot be read as this layer's values.
+const ODD_VALUE: &str = "a value of unexpected type or range in the answer (a float, date, or \
+                         an integer beyond 2^63): does dsn= name the right database?";
 
 /// The checks made on the raw text before the driver sees it. Each refuses a shape in which a
 /// password with an unencoded delimiter would be read as something else.
-fn check_shape(text: &str) -> Result<(), String> {
-    let Some(rest) = text.strip_prefix("mysql://") else {
-        return Err(unusable("it must start with mysql://"));
+fn check_shape(text: &str) -> Result<(Engine, &'static str), String> {
+    let (engine, form, rest) = if let Some(rest) = text.strip_prefix("mysql://") {
+        (Engine::Mysql, mysql::FORM, rest)
+    } else if let Some(rest) = text
+        .strip_prefix("postgresql://")
+        .or_else(|| text.strip_prefix("postgres://"))
+    {
+        (Engine::Postgres, postgres::FORM, rest)
+    } else {
+        return Err(unusable(
+            "it must start with mysql:// or postgresql://",
+            mysql::FORM,
+        ));
     };
+    let unusable = |why: &str| unusable(why, form);
     if text.contains('#') {
         return Err(unusable(
             "it contains '#' (a '#' in the password must be written %23)",
@@ -97,58 +113,21 @@ fn check_shape(text: &str) -> Result<(), String> {
              percent-encoded: %40, %2F, %3F, %23)",
         ));
     }
-    Ok(())
-}
-
-fn url_error_words(e: &mysql_async::UrlError) -> &'static str {
-    use mysql_async::UrlError as U;
-    match e {
-        U::UnknownParameter { .. } => {
-            "it has a query parameter the MySQL driver does not know (a password goes in \
-             user:password@, percent-encoded; TLS is asked with require_ssl=true)"
-        }
-        U::InvalidParamValue { .. } => "a query parameter has a value of the wrong kind",
-        U::FeatureRequired { .. } => "a query parameter needs a driver feature not built in",
-        U::InvalidPoolConstraints { .. } => "pool_min is above pool_max",
-        U::UnsupportedScheme { .. } => "it must start with mysql://",
-        U::Parse(_) | U::Invalid => {
-            "it is not a valid URL (is the port a number? are '@', '/', '?', '#' in the \
-             password percent-encoded?)"
-        }
-    }
+    Ok((engine, form))
 }
 
 impl Dsn {
     /// Parses and checks a DSN; the error names the problem without echoing the DSN.
     pub fn parse(text: &str) -> Result<Dsn, String> {
-        check_shape(text)?;
-        let opts = mysql_async::Opts::from_url(text).map_err(|e| unusable(url_error_words(&e)))?;
-        let database = opts
-            .db_name()
-            .filter(|d| !d.is_empty())
-            .ok_or_else(|| unusable("it names no database (mysql://user@host:port/DATABASE)"))?
-            .to_string();
-        if database.contains(['/', '@', '?']) {
-            return Err(unusable("the database name contains '/', '@' or '?'"));
-        }
-        let tls = match opts.ssl_opts() {
-            None => Tls::Off,
-            Some(s) if s.accept_invalid_certs() || s.skip_domain_validation() => Tls::Unverified,
-            Some(_) => Tls::Verified,
+        let (engine, form) = check_shape(text)?;
+        let dsn = match engine {
+            Engine::Mysql => mysql::parse(text)?,
+            Engine::Postgres => postgres::parse(text)?,
         };
-        let socket = opts.socket().map(str::to_string);
-        Ok(Dsn {
-            engine: Engine::Mysql,
-            host: match socket {
-                Some(_) => None,
-                None => Some(opts.ip_or_hostname().to_string()),
-            },
-            port: opts.tcp_port(),
-            socket,
-            database,
-            has_password: opts.pass().is_some(),
-            tls,
-        })
+        if dsn.database.contains(['/', '@', '?']) {
+            return Err(unusable("the database name contains '/', '@' or '?'", form));
+        }
+        Ok(dsn)
     }
 
     /// Whether the driver would send a password taken from this DSN.
@@ -165,6 +144,7 @@ impl Dsn {
     pub fn redacted(&self) -> String {
         let engine = match self.engine {
             Engine::Mysql => "mysql",
+            Engine::Postgres => "postgresql",
         };
         match (&self.socket, &self.host) {
             (Some(socket), _) => format!("{engine} {socket}/{}", self.database),
@@ -193,11 +173,17 @@ impl Dsn {
             Tls::Unverified => "the database connection (TLS without verify_ca/verify_identity)",
             _ => "the database connection",
         };
+        let fix = match self.engine {
+            Engine::Mysql => "Add ?require_ssl=true to dsn=",
+            Engine::Postgres => "Add ?sslmode=require to dsn= (prefer may fall back to plaintext)",
+        };
         Err(offhost::refusal(
             what,
             host,
-            "Add ?require_ssl=true to dsn= (the server's certificate is checked against the \
-             system store, or against cafile= when set)",
+            &format!(
+                "{fix} (the server's certificate is checked against the system store, or \
+                 against cafile= when set)"
+            ),
         ))
     }
 }
@@ -215,10 +201,14 @@ pub enum Param<'a> {
     Int(i64),
 }
 
-/// A query written for each engine the layer speaks.
+/// A query written for each engine the layer speaks: `?` placeholders for MySQL, `$1`, `$2`
+/// for PostgreSQL (cast them where the type is not evident: `$1::text`; an integer parameter
+/// is sent as int8, so compare it as `$2::bigint`). `postgres: None` for a backend whose store
+/// is MySQL only; a postgresql:// DSN then fails with a clear reason.
 #[derive(Debug, Clone, Copy)]
 pub struct Query<'a> {
     pub mysql: &'a str,
+    pub postgres: Option<&'a str>,
 }
 
 /// One column value. Text comes back as bytes (wiped on drop: it may be a password hash).
@@ -292,12 +282,56 @@ fn key_of(dsn: &Secret, opts: &Options) -> Key {
     key
 }
 
-thread_local! {
-    /// Idle connections of this thread, with the runtime generation that made each.
-    static IDLE: RefCell<HashMap<Key, (u64, mysql_async::Conn)>> = RefCell::new(HashMap::new());
+/// A live connection of either engine.
+enum Conn {
+    Mysql(mysql_async::Conn),
+    Postgres(tokio_postgres::Client),
 }
 
-fn take(key: &Key) -> Option<mysql_async::Conn> {
+/// What a fresh connection needs, prepared before the clock runs (the CA file is read here).
+enum Settings {
+    Mysql(mysql_async::Opts),
+    Postgres(Box<postgres::Settings>),
+}
+
+impl Settings {
+    fn of(dsn_text: &Secret, dsn: &Dsn, opts: &Options) -> Result<Settings, Verdict> {
+        Ok(match dsn.engine {
+            Engine::Mysql => Settings::Mysql(mysql::settings(dsn_text, dsn, opts)?),
+            Engine::Postgres => {
+                Settings::Postgres(Box::new(postgres::settings(dsn_text.expose(), dsn, opts)?))
+            }
+        })
+    }
+
+    async fn connect(self) -> Result<Conn, Failure> {
+        Ok(match self {
+            Settings::Mysql(s) => Conn::Mysql(mysql::connect(s).await?),
+            Settings::Postgres(s) => Conn::Postgres(postgres::connect(*s).await?),
+        })
+    }
+}
+
+impl Conn {
+    async fn run(
+        &mut self,
+        query: Query<'_>,
+        params: &[Param<'_>],
+        max_rows: usize,
+    ) -> Result<Vec<Row>, Failure> {
+        match self {
+            Conn::Mysql(c) => mysql::run_query(c, query, params, max_rows).await,
+            Conn::Postgres(c) => postgres::run_query(c, query, params, max_rows).await,
+        }
+    }
+}
+
+thread_local! {
+    /// Idle connections of this thread, with the runtime generation that made each.
+    static IDLE: RefCell<HashMap<Key, (u64, Conn)>> = RefCell::new(HashMap::new());
+}
+
+fn take(key: &Key) -> Option<Conn> {
     let generation = runtime::generation();
     let (made_by, conn) = IDLE
         .try_with(|idle| idle.try_borrow_mut().ok()?.remove(key))
@@ -312,7 +346,7 @@ fn take(key: &Key) -> Option<mysql_async::Conn> {
     }
 }
 
-fn give_back(key: Key, conn: mysql_async::Conn) {
+fn give_back(key: Key, conn: Conn) {
     let generation = runtime::generation();
     let kept = IDLE.try_with(|idle| match idle.try_borrow_mut() {
         Ok(mut idle) => {
@@ -329,129 +363,10 @@ fn give_back(key: Key, conn: mysql_async::Conn) {
     drop(kept);
 }
 
-/// The driver's settings: the DSN plus TLS roots and our own choices.
-fn settings(dsn_text: &Secret, dsn: &Dsn, opts: &Options) -> Result<mysql_async::Opts, Verdict> {
-    let parsed = mysql_async::Opts::from_url(dsn_text.expose())
-        .map_err(|e| Verdict::Misconfigured(unusable(url_error_words(&e))))?;
-    let ssl = parsed.ssl_opts().cloned();
-    let mut builder = mysql_async::OptsBuilder::from_opts(parsed)
-        // Never move from the configured TCP endpoint to the server's own socket.
-        .prefer_socket(false);
-    if let (Some(ssl), Some(ca), Some(_)) = (ssl, &opts.cafile, &dsn.host) {
-        // cafile= replaces the system store, as it does for HTTPS. The bytes checked by
-        // trusted_file are the bytes used: the driver never opens the path itself.
-        let pem = trusted_file::read_cafile(ca).map_err(Verdict::Misconfigured)?;
-        let bytes = pem.text.as_bytes().to_vec();
-        builder = builder.ssl_opts(
-            ssl.with_root_certs(vec![bytes.into()])
-                .with_disable_built_in_roots(true),
-        );
-    }
-    Ok(builder.into())
-}
-
-/// Words for a driver error, free of the DSN, its user name and its password.
-fn describe(err: &mysql_async::Error) -> String {
-    use mysql_async::{DriverError as D, Error as E, IoError};
-    match err {
-        // The server's text names the account ('user'@'host'): only the code is shown.
-        E::Server(e) if e.code == 1045 || e.code == 1044 => format!(
-            "the database refused the module's own credentials (error {}): check the user and \
-             password in dsn= and the account's grants",
-            e.code
-        ),
-        E::Server(e) if e.message.contains("insecure transport") => {
-            format!(
-                "the database requires TLS (error {}): add ?require_ssl=true to dsn=",
-                e.code
-            )
-        }
-        E::Server(e) if e.code == 1049 || e.code == 1146 => format!(
-            "database error {}: {}: does dsn= name the right database?",
-            e.code, e.message
-        ),
-        E::Server(e) => format!("database error {}: {}", e.code, e.message),
-        E::Io(IoError::Tls(e)) => format!(
-            "TLS with the database failed: {e} (is the server's certificate issued by the CA in \
-             cafile= or the system store, for the host name in dsn=?)"
-        ),
-        E::Io(IoError::Io(e)) => format!("cannot talk to the database: {e}"),
-        E::Driver(D::NoClientSslFlagFromServer) => {
-            "dsn= asks for TLS but the database server does not offer it".into()
-        }
-        // Never the row or value itself: it may hold a password hash.
-        E::Driver(D::FromRow { .. } | D::FromValue { .. }) => {
-            "a value of unexpected type in the answer".into()
-        }
-        E::Driver(e) => format!("cannot talk to the database: {e}"),
-        E::Url(e) => unusable(url_error_words(e)),
-        E::Other(_) => "database driver error".into(),
-    }
-}
-
-/// A reason the rows cannot be read as this layer's values.
-const ODD_VALUE: &str = "a value of unexpected type or range in the answer (a float, date, or \
-                         an integer beyond 2^63): does dsn= name the right database?";
-
-fn value_of(v: mysql_async::Value) -> Result<Value, String> {
-    use mysql_async::Value as V;
-    match v {
-        V::NULL => Ok(Value::Null),
-        V::Int(n) => Ok(Value::Int(n)),
-        V::UInt(n) => i64::try_from(n)
-            .map(Value::Int)
-            .map_err(|_| ODD_VALUE.to_string()),
-        V::Bytes(b) => Ok(Value::Text(Zeroizing::new(b))),
-        _ => Err(ODD_VALUE.into()),
-    }
-}
-
 /// What went wrong with one try: whether a fresh connection might do better.
 enum Failure {
     Transport(String),
     Final(String),
-}
-
-async fn run_query(
-    conn: &mut mysql_async::Conn,
-    query: Query<'_>,
-    params: &[Param<'_>],
-    max_rows: usize,
-) -> Result<Vec<Row>, Failure> {
-    let values: Vec<mysql_async::Value> = params
-        .iter()
-        .map(|p| match p {
-            Param::Text(t) => mysql_async::Value::Bytes(t.as_bytes().to_vec()),
-            Param::Int(n) => mysql_async::Value::Int(*n),
-        })
-        .collect();
-    let classify = |e: mysql_async::Error| {
-        if e.is_fatal() {
-            Failure::Transport(describe(&e))
-        } else {
-            Failure::Final(describe(&e))
-        }
-    };
-    let mut result = conn
-        .exec_iter(query.mysql, mysql_async::Params::Positional(values))
-        .await
-        .map_err(classify)?;
-    let mut rows = Vec::new();
-    while let Some(row) = result.next().await.map_err(classify)? {
-        if rows.len() == max_rows {
-            return Err(Failure::Final(format!(
-                "more than {max_rows} rows for one login: does dsn= name the right database?"
-            )));
-        }
-        let row = row
-            .unwrap()
-            .into_iter()
-            .map(value_of)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Failure::Final)?;
-        rows.push(Row(row));
-    }
-    Ok(rows)
 }
 
 /// Runs one query against `dsn`, all of it (connection included) before `deadline`.
@@ -467,18 +382,15 @@ pub fn query(
     let dsn = Dsn::parse(dsn_text.expose()).map_err(Verdict::Misconfigured)?;
     dsn.check_transport(opts.disable_tls_never_use_in_production)
         .map_err(Verdict::Misconfigured)?;
-    let settings = settings(dsn_text, &dsn, opts)?;
+    let settings = Settings::of(dsn_text, &dsn, opts)?;
     let key = key_of(dsn_text, opts);
     let stopped = |s: Stopped| match s {
         Stopped::TimedOut => Verdict::Unavailable(deadline.passed()),
         Stopped::NoRuntime(why) => Verdict::Unavailable(why),
     };
     if let Some(mut conn) = take(&key) {
-        let outcome = runtime::run(
-            deadline.remaining(),
-            run_query(&mut conn, query, params, max_rows),
-        )
-        .map_err(stopped)?;
+        let outcome = runtime::run(deadline.remaining(), conn.run(query, params, max_rows))
+            .map_err(stopped)?;
         match outcome {
             Ok(rows) => {
                 give_back(key, conn);
@@ -490,10 +402,8 @@ pub fn query(
         }
     }
     let fresh = async {
-        let mut conn = mysql_async::Conn::new(settings)
-            .await
-            .map_err(|e| Failure::Final(describe(&e)))?;
-        let rows = run_query(&mut conn, query, params, max_rows).await?;
+        let mut conn = settings.connect().await?;
+        let rows = conn.run(query, params, max_rows).await?;
         Ok::<_, Failure>((conn, rows))
     };
     match runtime::run(deadline.remaining(), fresh).map_err(stopped)? {
@@ -568,6 +478,46 @@ mod tests {
                 assert!(!e.contains(f), "{bad}: {e}");
             }
             assert!(is_secret(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn postgresql_dsns_by_the_drivers_parser() {
+        let d = parsed("postgresql://pfa:pw-xyz@db.example:5433/postfix?sslmode=require");
+        assert_eq!(d.engine(), Engine::Postgres);
+        assert_eq!(d.redacted(), "postgresql db.example:5433/postfix");
+        assert!(d.has_password());
+        assert!(d.check_transport(false).is_ok());
+        // The password as a parameter: the driver sends it, so it is a secret.
+        let d = parsed("postgres://pfa@127.0.0.1/postfix?password=s3cret");
+        assert!(d.has_password());
+        assert!(is_secret(
+            "postgres://pfa@127.0.0.1/postfix?password=s3cret"
+        ));
+        assert!(!parsed("postgresql://pfa@127.0.0.1/postfix").has_password());
+        let d = parsed("postgresql://pfa@/postfix?host=/run/postgresql");
+        assert_eq!(d.redacted(), "postgresql /run/postgresql/postfix");
+        // prefer (the driver's default) falls back to plaintext: not TLS off-host.
+        for weak in ["", "?sslmode=prefer", "?sslmode=disable"] {
+            let e = parsed(&format!("postgresql://pfa@192.0.2.1/postfix{weak}"))
+                .check_transport(false)
+                .unwrap_err();
+            assert!(e.contains("sslmode=require"), "{e}");
+        }
+        for bad in [
+            "postgresql://pfa:Qa1@Zb2@127.0.0.1/postfix",
+            "postgresql://pfa:Qa1/Zb2@127.0.0.1/postfix",
+            "postgresql://pfa@127.0.0.1/postfix?password=Qa1#Zb2",
+            "postgresql://pfa@127.0.0.1/postfix?Qa1=Zb2",
+            "postgresql://pfa@127.0.0.1,127.0.0.2/postfix",
+            "postgresql://pfa@127.0.0.1/postfix?hostaddr=192.0.2.1",
+            "host=127.0.0.1 password=Qa1Zb2 dbname=postfix",
+        ] {
+            let e = Dsn::parse(bad).err().unwrap_or_default();
+            assert!(
+                !e.is_empty() && !e.contains("Qa1") && !e.contains("Zb2"),
+                "{bad}: {e}"
+            );
         }
     }
 
