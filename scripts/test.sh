@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 . scripts/ensure-packages.sh
 PACKAGES=(libpam0g-dev libssl-dev pkg-config libpam-wrapper sasl2-bin apache2
-          libapache2-mod-authnz-pam mariadb-server binutils curl openssl)
+          libapache2-mod-authnz-pam mariadb-server binutils curl openssl
+          postgresql iproute2)
 ensure_packages "${PACKAGES[@]}"
 
 echo "== build (release, shared by every test stage)"
