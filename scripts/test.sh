@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(libpam0g-dev libssl-dev pkg-config libpam-wrapper sasl2-bin apache2
           libapache2-mod-authnz-pam mariadb-server binutils curl openssl
           postfix libsasl2-modules dovecot-core dovecot-imapd
-          dpkg-dev lintian man-db groff rpm rpmlint)
+          dpkg-dev lintian man-db groff rpm rpmlint postgresql iproute2)
 ensure_packages "${PACKAGES[@]}"
 
 # packaging/build-deb (tests/package.rs) builds the .deb with cargo-deb: one install, pinned.

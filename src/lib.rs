@@ -14,9 +14,12 @@ pub mod core;
 pub mod http;
 pub mod jsobject;
 pub mod lock;
+pub mod offhost;
 pub mod options;
 pub mod pam;
+pub mod runtime;
 pub mod secret;
+pub mod sql;
 pub mod trusted_file;
 pub mod verdict;
 

@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pam_mailauth::options::{dsn_has_password, Options};
+use pam_mailauth::options::Options;
+use pam_mailauth::sql;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -22,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(opts.token.is_none(), "secret accepted as an argument");
         if let Some(dsn) = &opts.dsn {
             assert!(
-                !dsn_has_password(dsn.expose()),
+                !sql::is_secret(dsn.expose()),
                 "secret accepted as an argument"
             );
         }

@@ -1,0 +1,192 @@
+//! MySQL/MariaDB through `mysql_async`: what `super` needs of this engine (parse a DSN,
+//! prepare settings, connect, run a query, describe an error in words free of the DSN).
+
+use super::{unusable, Dsn, Engine, Failure, Param, Query, Row, Tls, Value, ODD_VALUE};
+use crate::options::Options;
+use crate::secret::Secret;
+use crate::trusted_file;
+use crate::verdict::Verdict;
+use mysql_async::prelude::Queryable;
+use zeroize::Zeroizing;
+
+/// How a MySQL DSN is written, for error messages.
+pub const FORM: &str = "mysql://user:password@host:port/database?require_ssl=true \
+     (or mysql://user:password@localhost/database?socket=/path)";
+
+/// Parses a DSN that passed `super::check_shape`, with the driver's own parser.
+pub(super) fn parse(text: &str) -> Result<Dsn, String> {
+    let opts =
+        mysql_async::Opts::from_url(text).map_err(|e| unusable(url_error_words(&e), FORM))?;
+    let database = opts
+        .db_name()
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| {
+            unusable(
+                "it names no database (mysql://user@host:port/DATABASE)",
+                FORM,
+            )
+        })?
+        .to_string();
+    let tls = match opts.ssl_opts() {
+        None => Tls::Off,
+        Some(s) if s.accept_invalid_certs() || s.skip_domain_validation() => Tls::Unverified,
+        Some(_) => Tls::Verified,
+    };
+    let socket = opts.socket().map(str::to_string);
+    Ok(Dsn {
+        engine: Engine::Mysql,
+        host: match socket {
+            Some(_) => None,
+            None => Some(opts.ip_or_hostname().to_string()),
+        },
+        port: opts.tcp_port(),
+        socket,
+        database,
+        has_password: opts.pass().is_some_and(|p| !p.is_empty()),
+        tls,
+    })
+}
+
+pub(super) fn url_error_words(e: &mysql_async::UrlError) -> &'static str {
+    use mysql_async::UrlError as U;
+    match e {
+        U::UnknownParameter { .. } => {
+            "it has a query parameter the MySQL driver does not know (a password goes in \
+             user:password@, percent-encoded; TLS is asked with require_ssl=true)"
+        }
+        U::InvalidParamValue { .. } => "a query parameter has a value of the wrong kind",
+        U::FeatureRequired { .. } => "a query parameter needs a driver feature not built in",
+        U::InvalidPoolConstraints { .. } => "pool_min is above pool_max",
+        U::UnsupportedScheme { .. } => "it must start with mysql://",
+        U::Parse(_) | U::Invalid => {
+            "it is not a valid URL (is the port a number? are '@', '/', '?', '#' in the \
+             password percent-encoded?)"
+        }
+    }
+}
+
+/// The driver's settings: the DSN plus TLS roots and our own choices.
+pub(super) fn settings(
+    dsn_text: &Secret,
+    dsn: &Dsn,
+    opts: &Options,
+) -> Result<mysql_async::Opts, Verdict> {
+    let parsed = mysql_async::Opts::from_url(dsn_text.expose())
+        .map_err(|e| Verdict::Misconfigured(unusable(url_error_words(&e), FORM)))?;
+    let ssl = parsed.ssl_opts().cloned();
+    let mut builder = mysql_async::OptsBuilder::from_opts(parsed)
+        // Never move from the configured TCP endpoint to the server's own socket.
+        .prefer_socket(false);
+    if let (Some(ssl), Some(ca), Some(_)) = (ssl, &opts.cafile, &dsn.host) {
+        // cafile= replaces the system store, as it does for HTTPS. The bytes checked by
+        // trusted_file are the bytes used: the driver never opens the path itself.
+        let pem = trusted_file::read_cafile(ca).map_err(Verdict::Misconfigured)?;
+        let bytes = pem.text.as_bytes().to_vec();
+        builder = builder.ssl_opts(
+            ssl.with_root_certs(vec![bytes.into()])
+                .with_disable_built_in_roots(true),
+        );
+    }
+    Ok(builder.into())
+}
+
+/// Words for a driver error, free of the DSN, its user name and its password.
+pub(super) fn describe(err: &mysql_async::Error) -> String {
+    use mysql_async::{DriverError as D, Error as E, IoError};
+    match err {
+        // The server's text names the account ('user'@'host'): only the code is shown.
+        E::Server(e) if e.code == 1045 || e.code == 1044 => format!(
+            "the database refused the module's own credentials (error {}): check the user and \
+             password in dsn= and the account's grants",
+            e.code
+        ),
+        E::Server(e) if e.message.contains("insecure transport") => {
+            format!(
+                "the database requires TLS (error {}): add ?require_ssl=true to dsn=",
+                e.code
+            )
+        }
+        E::Server(e) if e.code == 1049 || e.code == 1146 => format!(
+            "database error {}: {}: does dsn= name the right database?",
+            e.code, e.message
+        ),
+        E::Server(e) => format!("database error {}: {}", e.code, e.message),
+        E::Io(IoError::Tls(e)) => format!(
+            "TLS with the database failed: {e} (is the server's certificate issued by the CA in \
+             cafile= or the system store, for the host name in dsn=?)"
+        ),
+        E::Io(IoError::Io(e)) => format!("cannot talk to the database: {e}"),
+        E::Driver(D::NoClientSslFlagFromServer) => {
+            "dsn= asks for TLS but the database server does not offer it".into()
+        }
+        // Never the row or value itself: it may hold a password hash.
+        E::Driver(D::FromRow { .. } | D::FromValue { .. }) => {
+            "a value of unexpected type in the answer".into()
+        }
+        E::Driver(e) => format!("cannot talk to the database: {e}"),
+        E::Url(e) => unusable(url_error_words(e), FORM),
+        E::Other(_) => "database driver error".into(),
+    }
+}
+
+fn value_of(v: mysql_async::Value) -> Result<Value, String> {
+    use mysql_async::Value as V;
+    match v {
+        V::NULL => Ok(Value::Null),
+        V::Int(n) => Ok(Value::Int(n)),
+        V::UInt(n) => i64::try_from(n)
+            .map(Value::Int)
+            .map_err(|_| ODD_VALUE.to_string()),
+        V::Bytes(b) => Ok(Value::Text(Zeroizing::new(b))),
+        _ => Err(ODD_VALUE.into()),
+    }
+}
+
+pub(super) async fn run_query(
+    conn: &mut mysql_async::Conn,
+    query: Query<'_>,
+    params: &[Param<'_>],
+    max_rows: usize,
+) -> Result<Vec<Row>, Failure> {
+    let values: Vec<mysql_async::Value> = params
+        .iter()
+        .map(|p| match p {
+            Param::Text(t) => mysql_async::Value::Bytes(t.as_bytes().to_vec()),
+            Param::Int(n) => mysql_async::Value::Int(*n),
+        })
+        .collect();
+    let classify = |e: mysql_async::Error| {
+        if e.is_fatal() {
+            Failure::Transport(describe(&e))
+        } else {
+            Failure::Final(describe(&e))
+        }
+    };
+    let mut result = conn
+        .exec_iter(query.mysql, mysql_async::Params::Positional(values))
+        .await
+        .map_err(classify)?;
+    let mut rows = Vec::new();
+    while let Some(row) = result.next().await.map_err(classify)? {
+        if rows.len() == max_rows {
+            return Err(Failure::Final(format!(
+                "more than {max_rows} rows for one login: does dsn= name the right database?"
+            )));
+        }
+        let row = row
+            .unwrap()
+            .into_iter()
+            .map(value_of)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Failure::Final)?;
+        rows.push(Row(row));
+    }
+    Ok(rows)
+}
+
+/// A fresh connection; every failure here is final for this attempt.
+pub(super) async fn connect(settings: mysql_async::Opts) -> Result<mysql_async::Conn, Failure> {
+    mysql_async::Conn::new(settings)
+        .await
+        .map_err(|e| Failure::Final(describe(&e)))
+}
