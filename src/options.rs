@@ -98,6 +98,9 @@ pub struct Options {
     pub config: Option<PathBuf>,
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// How long a URL that timed out or refused the connection is skipped (`crate::offline`);
+    /// zero turns offline marking off.
+    pub offline_interval: Duration,
     pub cafile: Option<PathBuf>,
     pub password_source: PasswordSource,
     pub mapping: UserMapping,
@@ -159,6 +162,7 @@ impl Default for Options {
             config: None,
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
+            offline_interval: Duration::from_secs(30),
             cafile: None,
             password_source: PasswordSource::Prompt,
             mapping: UserMapping::default(),
@@ -340,6 +344,9 @@ impl Builder {
             }
             "timeout" => o.timeout = seconds(key, need("SECONDS")?)?,
             "connect_timeout" => o.connect_timeout = seconds(key, need("SECONDS")?)?,
+            "offline_interval" => {
+                o.offline_interval = Duration::from_secs(number(key, need("SECONDS")?, 0, 3600)?)
+            }
             "cafile" => o.cafile = Some(PathBuf::from(need("/path/to/ca.pem")?)),
             "use_first_pass" => {
                 flag(key, value)?;

@@ -17,7 +17,7 @@
 //! call, so that session is left to expire on the server.
 
 use super::{Answer, Backend};
-use crate::http::{self, failover, form_encode, read_capped, Attempt, AUTH_BODY_CAP};
+use crate::http::{self, failover, form_encode, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
 use crate::options::{AxigenApi, LoginMethod, Options};
 use crate::secret::Secret;
 use crate::verdict::Verdict;
@@ -48,7 +48,14 @@ impl<'a> Axigen<'a> {
     }
 
     /// One WebMail login against one URL (the WebMail root).
-    fn webmail_login(&self, client: &Client, root: &str, user: &str, password: &Secret) -> Attempt {
+    fn webmail_login(
+        &self,
+        client: &Client,
+        root: &str,
+        user: &str,
+        password: &Secret,
+        deadline: &Deadline,
+    ) -> Attempt {
         let Ok(root_url) = Url::parse(root) else {
             return Attempt::NextUrl("url is not a URL".into());
         };
@@ -72,7 +79,7 @@ impl<'a> Axigen<'a> {
             }
         };
         drop(fields);
-        let response = match http::send(request, self.opts) {
+        let response = match http::send(request, deadline) {
             Ok(r) => r,
             Err(attempt) => return attempt,
         };
@@ -91,13 +98,13 @@ impl<'a> Axigen<'a> {
         // Keys are read before the body: whatever happens next, a session the server opened
         // is closed again.
         let keys = SessionKeys::from_headers(response.headers(), &root_url);
-        let body = read_capped(response, AUTH_BODY_CAP, self.opts);
+        let body = read_capped(response, AUTH_BODY_CAP, deadline);
         let attempt = match &body {
             Err(why) => Attempt::NextUrl(why.clone()),
             Ok(body) => Attempt::Answer(decide(status, keys.as_ref(), body)),
         };
         match (&keys, &attempt) {
-            (Some(keys), _) => self.logout(client, &root_url, keys),
+            (Some(keys), _) => self.logout(client, &root_url, keys, deadline),
             (None, Attempt::Answer(Verdict::Accepted)) => self.warn(format!(
                 "WebMail session on {} may be left open: the login answer carried no \
                  _hmail cookie and _h key to log out with",
@@ -109,9 +116,9 @@ impl<'a> Axigen<'a> {
     }
 
     /// Ends a WebMail session: `action=logout` with its `_h` key (in the query, where WebMail
-    /// expects it) and its `_hmail` cookie, bounded by the same timeout. Never changes the
-    /// verdict; a failure becomes a warning.
-    fn logout(&self, client: &Client, root: &Url, keys: &SessionKeys) {
+    /// expects it) and its `_hmail` cookie, within what is left of the login's deadline. Never
+    /// changes the verdict; a failure becomes a warning.
+    fn logout(&self, client: &Client, root: &Url, keys: &SessionKeys, deadline: &Deadline) {
         let mut url = root.clone();
         url.set_query(Some(&format!(
             "_h={}&action=logout",
@@ -120,13 +127,13 @@ impl<'a> Axigen<'a> {
         let request = client
             .get(url)
             .header(COOKIE, format!("_hmail={}", keys.cookie_key));
-        let outcome = match http::send(request, self.opts) {
+        let outcome = match http::send(request, deadline) {
             Err(Attempt::NextUrl(why)) => Err(why),
             Err(Attempt::Answer(_)) => Err("no answer".into()),
             Ok(response) => {
                 let status = response.status();
                 // Drain (capped) so the connection can be reused; the content is not needed.
-                let _ = read_capped(response, AUTH_BODY_CAP, self.opts);
+                let _ = read_capped(response, AUTH_BODY_CAP, deadline);
                 if status.is_client_error() || status.is_server_error() {
                     Err(format!("logout answered HTTP {}", status.as_u16()))
                 } else {
@@ -144,18 +151,25 @@ impl<'a> Axigen<'a> {
     }
 
     /// One Mailbox API login against one URL (the Axigen root).
-    fn rest_login(&self, client: &Client, root: &str, user: &str, password: &Secret) -> Attempt {
+    fn rest_login(
+        &self,
+        client: &Client,
+        root: &str,
+        user: &str,
+        password: &Secret,
+        deadline: &Deadline,
+    ) -> Attempt {
         let Some(url) = rest_login_url(root) else {
             return Attempt::NextUrl("url is not a URL".into());
         };
         // The documented request is the Authorization header alone: no body.
         let request = client.post(url).basic_auth(user, Some(password.expose()));
-        let response = match http::send(request, self.opts) {
+        let response = match http::send(request, deadline) {
             Ok(r) => r,
             Err(attempt) => return attempt,
         };
         match response.status() {
-            StatusCode::OK => match read_capped(response, AUTH_BODY_CAP, self.opts) {
+            StatusCode::OK => match read_capped(response, AUTH_BODY_CAP, deadline) {
                 Ok(body) => match parse_rest_answer(&body) {
                     // The API documents no logout: the session id is left to expire.
                     Some(_sessid) => Attempt::Answer(Verdict::Accepted),
@@ -175,8 +189,8 @@ impl<'a> Axigen<'a> {
 impl Backend for Axigen<'_> {
     fn verify(&self, user: &str, password: &Secret) -> Answer {
         match self.opts.api {
-            AxigenApi::Webmail => failover(self.opts, |client, url| {
-                self.webmail_login(client, url, user, password)
+            AxigenApi::Webmail => failover(self.opts, |client, url, deadline| {
+                self.webmail_login(client, url, user, password, deadline)
             }),
             AxigenApi::Rest => {
                 if user.contains(':') {
@@ -189,8 +203,8 @@ impl Backend for Axigen<'_> {
                     );
                     return Verdict::Refused.into();
                 }
-                failover(self.opts, |client, url| {
-                    self.rest_login(client, url, user, password)
+                failover(self.opts, |client, url, deadline| {
+                    self.rest_login(client, url, user, password, deadline)
                 })
             }
         }

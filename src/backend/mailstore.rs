@@ -7,7 +7,7 @@
 //! password. The endpoint may demand Basic credentials (`http_user`/`http_password`).
 
 use super::{Answer, Backend};
-use crate::http::{self, failover, form_encode, read_capped, Attempt, AUTH_BODY_CAP};
+use crate::http::{self, failover, form_encode, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
@@ -48,8 +48,9 @@ impl<'a> Mailstore<'a> {
         url: &str,
         body: String,
         cap: u64,
+        deadline: &Deadline,
     ) -> Result<Vec<u8>, Attempt> {
-        let response = http::send(self.post(client, url, body), self.opts)?;
+        let response = http::send(self.post(client, url, body), deadline)?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(Attempt::NextUrl(format!(
@@ -71,18 +72,18 @@ impl<'a> Mailstore<'a> {
         if !json_like {
             return Err(Attempt::NextUrl("answer is not JSON (Content-Type)".into()));
         }
-        read_capped(response, cap, self.opts).map_err(Attempt::NextUrl)
+        read_capped(response, cap, deadline).map_err(Attempt::NextUrl)
     }
 }
 
 impl Mailstore<'_> {
     /// `cmd=auth` said no. With `account=check` the directory tells an unknown user from a
     /// wrong password (for `ignore_unknown_user`); if it cannot be read, it stays a plain no.
-    fn refusal(&self, client: &Client, url: &str, user: &str) -> Verdict {
+    fn refusal(&self, client: &Client, url: &str, user: &str, deadline: &Deadline) -> Verdict {
         if !self.opts.account_check {
             return Verdict::Refused;
         }
-        match self.exchange(client, url, "cmd=list".into(), DIRECTORY_BODY_CAP) {
+        match self.exchange(client, url, "cmd=list".into(), DIRECTORY_BODY_CAP, deadline) {
             Ok(answer) if directory_has_user(&answer, user) == Some(false) => Verdict::UnknownUser,
             _ => Verdict::Refused,
         }
@@ -101,11 +102,17 @@ impl Backend for Mailstore<'_> {
         body.push_str("&pass=");
         body.push_str(&pass);
         let body = Secret::new(std::mem::take(&mut *body));
-        failover(self.opts, |client, url| {
-            match self.exchange(client, url, body.expose().to_string(), AUTH_BODY_CAP) {
+        failover(self.opts, |client, url, deadline| {
+            match self.exchange(
+                client,
+                url,
+                body.expose().to_string(),
+                AUTH_BODY_CAP,
+                deadline,
+            ) {
                 Ok(answer) => match parse_auth_answer(&answer) {
                     Some(true) => Attempt::Answer(Verdict::Accepted),
-                    Some(false) => Attempt::Answer(self.refusal(client, url, user)),
+                    Some(false) => Attempt::Answer(self.refusal(client, url, user, deadline)),
                     None => Attempt::NextUrl("answer is not {\"succeeded\": true|false}".into()),
                 },
                 Err(attempt) => attempt,
@@ -117,8 +124,8 @@ impl Backend for Mailstore<'_> {
         if !self.opts.account_check {
             return None;
         }
-        let answer = failover(self.opts, |client, url| {
-            match self.exchange(client, url, "cmd=list".into(), DIRECTORY_BODY_CAP) {
+        let answer = failover(self.opts, |client, url, deadline| {
+            match self.exchange(client, url, "cmd=list".into(), DIRECTORY_BODY_CAP, deadline) {
                 Ok(answer) => match directory_has_user(&answer, user) {
                     Some(true) => Attempt::Answer(Verdict::Accepted),
                     Some(false) => Attempt::Answer(Verdict::UnknownUser),

@@ -40,7 +40,7 @@ impl Backend for Scim<'_> {
     }
 
     fn account(&self, user: &str) -> Option<Answer> {
-        Some(failover(self.opts, |client, base| {
+        Some(failover(self.opts, |client, base, deadline| {
             let url = format!(
                 "{}/Users/{}",
                 base.trim_end_matches('/'),
@@ -58,12 +58,12 @@ impl Backend for Scim<'_> {
                 (None, Some(u), Some(p)) => request.basic_auth(u, Some(p.expose())),
                 _ => request,
             };
-            let response = match http::send(request, self.opts) {
+            let response = match http::send(request, deadline) {
                 Ok(r) => r,
                 Err(attempt) => return attempt,
             };
             match response.status() {
-                StatusCode::OK => match read_capped(response, AUTH_BODY_CAP, self.opts) {
+                StatusCode::OK => match read_capped(response, AUTH_BODY_CAP, deadline) {
                     Ok(body) => match parse_active(&body) {
                         Some(true) => Attempt::Answer(Verdict::Accepted),
                         Some(false) => Attempt::Answer(Verdict::Disabled("mailbox is not active".into())),
