@@ -6,8 +6,9 @@
 //! request of that check against that URL (a login and its logout, a refusal and the
 //! directory read after it, a 401 and the token check after it) draws on what is left of it,
 //! from name resolution, connect and TLS to the last byte of the answer. A check therefore
-//! ends within `timeout=` plus a small slack (work that waits on no server: setting up the
-//! client on first use, parsing the answer) per URL tried.
+//! ends within `timeout=` plus a small slack per URL tried: the CPU work after the last byte
+//! (parsing an answer that is capped in size). Setting up the client on first use counts
+//! against the deadline.
 
 use crate::backend::Answer;
 use crate::offline;
@@ -213,11 +214,13 @@ pub fn failover(
             failures.push(format!("{}: {skip}", host_of(url)));
             continue;
         }
+        // Started before the client is fetched: building one on first use (a runtime thread,
+        // the TLS context) counts against the same bound.
+        let deadline = Deadline::start(opts.timeout);
         let client = match client(&key) {
             Ok(c) => c,
             Err(v) => return v.into(),
         };
-        let deadline = Deadline::start(opts.timeout);
         let outcome = attempt(&client, url, &deadline);
         // Only a URL that gave no answer is marked: a logout or a directory read that timed
         // out after a definite answer leaves the server in service.

@@ -184,13 +184,9 @@ pub fn logon(opts: &Options, user: &str, password: &Secret) -> Answer {
     match &opts.socket {
         Some(path) => {
             // The pooled client for this configuration reaches the socket (http::ClientKey).
+            let deadline = Deadline::start(opts.timeout);
             let verdict = match http::client(&ClientKey::of(opts)) {
-                Ok(client) => match exchange(
-                    &client,
-                    SOCKET_URL,
-                    &envelope,
-                    &Deadline::start(opts.timeout),
-                ) {
+                Ok(client) => match exchange(&client, SOCKET_URL, &envelope, &deadline) {
                     Attempt::Answer(v) => v,
                     Attempt::NextUrl(why) => Verdict::Unavailable(why),
                 },
