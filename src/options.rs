@@ -160,7 +160,7 @@ impl Default for Options {
             backend: BackendKind::Mailstore,
             urls: Vec::new(),
             config: None,
-            timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
             offline_interval: Duration::from_secs(30),
             cafile: None,
@@ -600,7 +600,8 @@ mod tests {
     fn minimal_mailstore_line() {
         let o = parsed(&["backend=mailstore", "url=https://a.example/x"]);
         assert_eq!(o.backend, BackendKind::Mailstore);
-        assert_eq!(o.timeout, Duration::from_secs(10));
+        assert_eq!(o.timeout, Duration::from_secs(5));
+        assert_eq!(o.offline_interval, Duration::from_secs(30));
         assert_eq!(o.connect_timeout, Duration::from_secs(3));
     }
 

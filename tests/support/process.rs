@@ -33,7 +33,8 @@ pub fn rerun_test(name: &str, env: &[(&str, String)]) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "child {name} failed: {stdout}\n{}",
+        "child {name} failed ({}): {stdout}\n{}",
+        out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
