@@ -137,7 +137,12 @@ pub fn skip(key: &ClientKey, url: &str, interval: Duration, timeout: Duration) -
     }
     // The probe gets the attempt's whole deadline and a second of slack.
     let probe_time = timeout + Duration::from_secs(1);
-    lock_briefly(&MARKS)?.skip(key, url, std::process::id(), probe_time, Instant::now())
+    let mut marks = lock_briefly(&MARKS)?;
+    if marks.is_empty() {
+        // The usual case, kept free of allocations.
+        return None;
+    }
+    marks.skip(key, url, std::process::id(), probe_time, Instant::now())
 }
 
 /// `Marks::record` for this process.
