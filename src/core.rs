@@ -120,7 +120,17 @@ pub fn account(host: &dyn Host, args: &[String]) -> PamError {
         return nameless(host, &opts, Phase::Account);
     }
     let started = Instant::now();
-    let checked = backend::for_options(&opts).account(&mapped);
+    let backend = backend::for_options(&opts);
+    let checked = backend.account(&mapped);
+    for warning in backend.warnings() {
+        host.log(
+            Level::Warning,
+            &format!(
+                "account: user '{user}' backend={}: {warning}",
+                opts.backend.name()
+            ),
+        );
+    }
     match checked {
         Some(answer) => {
             report(

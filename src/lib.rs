@@ -116,27 +116,31 @@ pub unsafe extern "C" fn pam_sm_setcred(
 }
 
 /// # Safety
-/// Called by libpam; this module has no sessions.
+/// Called by libpam with a valid handle and argument vector.
+///
+/// There is no session to open; the hook answers as setcred does. PAM_IGNORE alone would
+/// make a host that opens sessions (Dovecot's `session=yes`) deny every login when this
+/// module is the only `session` line: libpam fails a stack in which every module ignored.
 #[no_mangle]
 pub unsafe extern "C" fn pam_sm_open_session(
-    _: Pam,
-    _: c_int,
-    _: c_int,
-    _: *const *const c_char,
+    pamh: Pam,
+    _flags: c_int,
+    argc: c_int,
+    argv: *const *const c_char,
 ) -> c_int {
-    PamError::IGNORE as c_int
+    hook(&pamh, argc, argv, |host, _| core::setcred(host))
 }
 
 /// # Safety
-/// Called by libpam; this module has no sessions.
+/// Called by libpam with a valid handle and argument vector. As `pam_sm_open_session`.
 #[no_mangle]
 pub unsafe extern "C" fn pam_sm_close_session(
-    _: Pam,
-    _: c_int,
-    _: c_int,
-    _: *const *const c_char,
+    pamh: Pam,
+    _flags: c_int,
+    argc: c_int,
+    argv: *const *const c_char,
 ) -> c_int {
-    PamError::IGNORE as c_int
+    hook(&pamh, argc, argv, |host, _| core::setcred(host))
 }
 
 /// # Safety

@@ -151,6 +151,8 @@ enum Origin {
 struct Builder {
     backend: Option<BackendKind>,
     url_from: Option<Origin>,
+    /// The key that set the required features: `feature`, or pam_mapi's `service`.
+    feature_key: &'static str,
     opts: Options,
 }
 
@@ -225,6 +227,7 @@ impl Options {
         let mut builder = Builder {
             backend: None,
             url_from: None,
+            feature_key: "feature",
             opts: Options::default(),
         };
         if let Some((path, text, other_readable)) = file {
@@ -332,16 +335,7 @@ impl Builder {
                     }
                 })
             }
-            "url" => {
-                let url = need("https://host/path")?;
-                check_url(url)?;
-                // Module arguments replace the file's URL list rather than appending to it.
-                if self.url_from != Some(origin) {
-                    o.urls.clear();
-                    self.url_from = Some(origin);
-                }
-                o.urls.push(url.to_string());
-            }
+            "url" => self.push_url(need("https://host/path")?, origin)?,
             "timeout" => o.timeout = seconds(key, need("SECONDS")?)?,
             "connect_timeout" => o.connect_timeout = seconds(key, need("SECONDS")?)?,
             "offline_interval" => {
@@ -423,23 +417,48 @@ impl Builder {
             }
             "file" => o.file = Some(PathBuf::from(need("/path/to/hashes")?)),
             "socket" => {
-                // pam_mapi wrote the socket as a URL: file:///var/run/kopano/server.sock.
-                let v = need("/var/run/kopano/server.sock")?;
+                // pam_mapi's socket= took a URL: http://localhost:236/kopano (its default),
+                // https://..., or file:///var/run/kopano/server.sock. A copied line must work:
+                // http(s) URLs are url=, anything else the unix socket's path.
+                let v = need("http://localhost:236/kopano")?;
+                if v.starts_with("http://") || v.starts_with("https://") {
+                    return self.push_url(v, origin);
+                }
                 let path = v.strip_prefix("file://").unwrap_or(v);
                 if !path.starts_with('/') {
                     return Err(ConfigError(format!(
-                        "socket '{v}' must be the absolute path of kopano-server's unix socket \
-                         (for http:// or https:// use url=)"
+                        "socket '{v}' must be http://HOST:PORT/..., https://HOST:PORT/..., \
+                         or the absolute path (or file:// URL) of kopano-server's unix socket"
                     )));
                 }
-                o.socket = Some(PathBuf::from(path))
+                self.opts.socket = Some(PathBuf::from(path))
             }
-            "feature" => o.features = feature_list(key, need("imap|pop3")?)?,
+            "feature" => {
+                o.features = feature_list(key, need("imap|pop3")?)?;
+                self.feature_key = "feature";
+            }
+            // pam_mapi's name for the same check.
+            "service" => {
+                o.features = feature_list(key, need("imap|pop3")?)?;
+                self.feature_key = "service";
+            }
             "disabled_features" => o.disabled_features = feature_list(key, need("imap|pop3")?)?,
             #[cfg(feature = "fault-injection")]
             "inject_panic" => o.inject_panic = flag(key, value)?,
             _ => return Err(ConfigError(format!("unknown option '{key}'"))),
         }
+        Ok(())
+    }
+
+    /// Adds one endpoint (`url=`, or pam_mapi's `socket=http(s)://...`).
+    fn push_url(&mut self, url: &str, origin: Origin) -> Result<(), ConfigError> {
+        check_url(url)?;
+        // Module arguments replace the file's URL list rather than appending to it.
+        if self.url_from != Some(origin) {
+            self.opts.urls.clear();
+            self.url_from = Some(origin);
+        }
+        self.opts.urls.push(url.to_string());
         Ok(())
     }
 
@@ -472,17 +491,31 @@ impl Builder {
                     o.dsn.is_some(),
                     o.file.is_some(),
                 ];
-                if sources.iter().filter(|s| **s).count() != 1 {
-                    return Err(ConfigError(
-                        "backend=kopano needs exactly one of dsn=, file=, url= or socket=".into(),
-                    ));
+                match sources.iter().filter(|s| **s).count() {
+                    1 => {}
+                    0 => {
+                        return Err(ConfigError(
+                            "backend=kopano needs one of dsn=, file=, url= or socket= \
+                             (pam_mapi's unwritten default was \
+                             socket=http://localhost:236/kopano: write it out)"
+                                .into(),
+                        ))
+                    }
+                    _ => {
+                        return Err(ConfigError(
+                            "backend=kopano needs exactly one of dsn=, file=, url= or socket="
+                                .into(),
+                        ))
+                    }
                 }
                 if !o.features.is_empty() && o.dsn.is_none() && o.file.is_none() {
-                    return Err(ConfigError(
-                        "feature= needs dsn= or file=: kopano-server's logon does not report \
-                         a user's features"
-                            .into(),
-                    ));
+                    // Ignoring it would let in users whose features are off: refuse the line.
+                    return Err(ConfigError(format!(
+                        "{}= (the Kopano feature check) needs dsn= or file=: kopano-server's \
+                         logon does not report a user's features; move the line to dsn= \
+                         (config file) or file=, or drop {}=",
+                        self.feature_key, self.feature_key
+                    )));
                 }
             }
             _ => {
@@ -495,11 +528,6 @@ impl Builder {
                     )));
                 }
             }
-        }
-        if backend == BackendKind::James && o.token.is_none() {
-            return Err(ConfigError(
-                "backend=james needs token= (in the config file)".into(),
-            ));
         }
         if backend == BackendKind::Scim && o.token.is_none() && o.http_user.is_none() {
             return Err(ConfigError(
@@ -649,10 +677,52 @@ mod tests {
         assert!(parse(&["backend=kopano", "socket=/s", "url=http://a/"]).is_err());
         let o = parsed(&["backend=kopano", "socket=file:///var/run/zarafa"]);
         assert_eq!(o.socket, Some(PathBuf::from("/var/run/zarafa")));
-        assert!(parse(&["backend=kopano", "socket=http://localhost:236/"]).is_err());
         assert!(parse(&["backend=kopano", "socket=/s", "feature=imap"]).is_err());
         assert!(parse(&["backend=kopano", "file=/x", "feature=imap|pop3"]).is_ok());
         assert!(parse(&["backend=mailstore", "url=http://a/", "socket=/s"]).is_err());
+    }
+
+    #[test]
+    fn every_pam_mapi_socket_form_is_accepted() {
+        for url in [
+            "http://localhost:236/kopano",
+            "http://localhost:236/zarafa",
+            "https://kopano.example.com:237/kopano",
+        ] {
+            let o = parsed(&["backend=kopano", &format!("socket={url}")]);
+            assert_eq!(o.urls, vec![url.to_string()]);
+            assert_eq!(o.socket, None);
+        }
+        let o = parsed(&[
+            "backend=kopano",
+            "socket=file:///var/run/kopano/server.sock",
+        ]);
+        assert_eq!(o.socket, Some(PathBuf::from("/var/run/kopano/server.sock")));
+        for bad in [
+            "socket=ftp://h/",
+            "socket=server.sock",
+            "socket=http://u:p@h/",
+        ] {
+            assert!(parse(&["backend=kopano", bad]).is_err(), "{bad}");
+        }
+        // Two sources, whatever their spelling.
+        assert!(parse(&["backend=kopano", "socket=http://a:236/", "file=/x"]).is_err());
+        let e = parse(&["backend=kopano"]).unwrap_err();
+        assert!(e.0.contains("socket=http://localhost:236/kopano"), "{e}");
+    }
+
+    #[test]
+    fn pam_mapi_service_is_the_feature_check() {
+        let o = parsed(&["backend=kopano", "file=/x", "service=imap|pop3"]);
+        assert_eq!(o.features, vec!["imap", "pop3"]);
+        let e = parse(&[
+            "backend=kopano",
+            "socket=http://localhost:236/kopano",
+            "service=imap",
+        ])
+        .unwrap_err();
+        assert!(e.0.starts_with("service= "), "{e}");
+        assert!(e.0.contains("dsn="), "{e}");
     }
 
     #[test]

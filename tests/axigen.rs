@@ -213,7 +213,11 @@ fn rest_api_right_wrong_and_unknown() {
     assert_eq!(svc.login(USER, PASSWORD), (PAM_SUCCESS, Some(PAM_SUCCESS)));
     assert_eq!(svc.auth(USER, "wrong"), PAM_AUTH_ERR);
     assert_eq!(svc.auth("nobody@example.com", PASSWORD), PAM_AUTH_ERR);
-    let requests = server.requests();
+    let requests: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.target != "/api/v1/logout")
+        .collect();
     assert_eq!(requests.len(), 3);
     for req in &requests {
         assert_eq!(req.method, "POST");
@@ -233,6 +237,61 @@ fn rest_api_right_wrong_and_unknown() {
         server.url("/api/v1/login")
     ));
     assert_eq!(svc.auth(USER, PASSWORD), PAM_SUCCESS);
+}
+
+#[test]
+fn rest_api_sessions_are_logged_out_with_their_session_id() {
+    let server = server();
+    let svc = line(&server, "api=rest");
+    assert_eq!(svc.auth(USER, PASSWORD), PAM_SUCCESS);
+    assert_eq!(svc.auth(USER, PASSWORD), PAM_SUCCESS);
+    assert_eq!(svc.auth(USER, "wrong"), PAM_AUTH_ERR);
+    assert_eq!(server.rest_sessions(), 2);
+    // Each session was closed, by its own id, in X-Axigen-Session.
+    let logouts = server.rest_logouts();
+    assert_eq!(logouts.len(), 2, "{logouts:?}");
+    assert_ne!(logouts[0], logouts[1]);
+    assert_eq!(server.rest_live_sessions(), 0);
+    let logout = server
+        .requests()
+        .into_iter()
+        .find(|r| r.target == "/api/v1/logout")
+        .unwrap();
+    assert_eq!(logout.method, "POST");
+    assert!(
+        logout.header("authorization").is_none(),
+        "no credentials on logout"
+    );
+
+    // A logout that fails is a warning and leaves the verdict alone, within the time bound.
+    let cases: [fn() -> Reply; 3] = [
+        || Reply::status(500, "application/json", "{}"),
+        || Reply::Raw(b"garbage\r\n\r\n".to_vec()),
+        || Reply::Hang,
+    ];
+    for (i, case) in cases.into_iter().enumerate() {
+        let server = Axigen::new(&[(USER, PASSWORD)])
+            .logout_misbehaves(case)
+            .serve();
+        let host = Recorder::new(PASSWORD);
+        let started = Instant::now();
+        let rc = authenticate(
+            &host,
+            &format!(
+                "backend=axigen api=rest url={} timeout=1.5 connect_timeout=1",
+                server.url("/")
+            ),
+        );
+        assert_eq!(rc, PamError::SUCCESS, "case {i}");
+        assert!(started.elapsed() < Duration::from_millis(4000), "case {i}");
+        assert_eq!(server.logout_attempts(), 1, "case {i}");
+        let logs = host.logs();
+        assert!(
+            logs.iter()
+                .any(|(l, t)| *l == Level::Warning && t.contains("not closed")),
+            "case {i}: {logs:?}"
+        );
+    }
 }
 
 #[test]

@@ -156,6 +156,61 @@ fn legacy_plaintext_and_uppercase_values_never_match() {
     );
 }
 
+/// dsn= mirrors the DB plugin's password column, which kopano-server checks only with
+/// auth_method=plugin. A row without any password says so in the log, in both phases.
+#[test]
+fn a_user_without_a_stored_password_is_refused_and_the_log_says_why() {
+    mariadb::server().add_users(&[KopanoUser {
+        password: None,
+        ..KopanoUser::active("db-no-password", "")
+    }]);
+    let l = line("");
+    let capture = support::syslog::Capture::start();
+    assert_eq!(l.svc.auth("db-no-password", "Passw0rd"), PAM_AUTH_ERR);
+    // The account exists and is active: the account phase lets it through, and says why a
+    // password check against this store cannot succeed.
+    assert_eq!(account(&l, "db-no-password"), PAM_SUCCESS);
+    let lines = capture.module_lines();
+    for phase in ["auth:", "account:"] {
+        assert!(
+            lines.iter().any(|l| l.contains(phase)
+                && l.contains("no password stored for this user")
+                && l.contains("auth_method=plugin")),
+            "{phase} {lines:?}"
+        );
+    }
+}
+
+/// Passwords kopano-server stores encrypted with its own key cannot be checked here: that is
+/// "unavailable" with a line saying so, never a silent refusal.
+#[test]
+fn an_encrypted_stored_password_is_authinfo_unavail() {
+    mariadb::server().add_users(&[
+        KopanoUser {
+            raw_password_value: Some("{1}:U2FsdGVkX1+q2Zr1mR0J9w=="),
+            ..KopanoUser::active("db-encrypted-1", "")
+        },
+        KopanoUser {
+            raw_password_value: Some("{2}:bm90IHJlYWxseSBlbmNyeXB0ZWQ="),
+            ..KopanoUser::active("db-encrypted-2", "")
+        },
+    ]);
+    let l = line("");
+    let capture = support::syslog::Capture::start();
+    for user in ["db-encrypted-1", "db-encrypted-2"] {
+        assert_eq!(l.svc.auth(user, "Passw0rd"), PAM_AUTHINFO_UNAVAIL, "{user}");
+        assert_eq!(account(&l, user), PAM_SUCCESS, "{user}");
+    }
+    let lines = capture.module_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("encrypted with kopano-server's key") && l.contains("url=")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().all(|l| !l.contains("U2FsdGVk")), "{lines:?}");
+}
+
 #[test]
 fn sql_metacharacters_in_the_user_name_are_harmless() {
     let db = mariadb::server();

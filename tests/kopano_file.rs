@@ -65,6 +65,28 @@ fn legacy_plaintext_and_uppercase_values_never_match() {
 }
 
 #[test]
+fn an_encrypted_stored_password_is_authinfo_unavail_not_a_broken_file() {
+    let dir = TempDir::new("kopano-file");
+    let path = hash_file(
+        &dir,
+        &format!("john:{EXAMPLE}\nenc:{{1}}:U2FsdGVkX1+q2Zr1mR0J9w==:imap:\n"),
+        0o600,
+    );
+    let capture = support::syslog::Capture::start();
+    let svc = line(&path, "");
+    assert_eq!(svc.auth("john", "secret"), PAM_SUCCESS);
+    assert_eq!(svc.auth("enc", "secret"), PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(svc.start("enc", None).acct_mgmt(), PAM_SUCCESS);
+    let lines = capture.module_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("encrypted with kopano-server's key")),
+        "{lines:?}"
+    );
+}
+
+#[test]
 fn features_in_the_optional_fields() {
     let dir = TempDir::new("kopano-file");
     let path = hash_file(
@@ -83,6 +105,14 @@ fn features_in_the_optional_fields() {
     let mobile = line(&path, "feature=mobile");
     assert_eq!(mobile.auth("plain", "secret"), PAM_SUCCESS);
     assert_eq!(mobile.auth("off", "secret"), PAM_AUTH_ERR);
+    // pam_mapi's service= is the same check.
+    let service = line(&path, "service=imap|pop3");
+    assert_eq!(
+        service.login("imap", "secret"),
+        (PAM_SUCCESS, Some(PAM_SUCCESS))
+    );
+    assert_eq!(service.auth("plain", "secret"), PAM_AUTH_ERR);
+    assert_eq!(service.start("plain", None).acct_mgmt(), PAM_PERM_DENIED);
 }
 
 #[test]

@@ -190,3 +190,110 @@ fn failover_to_the_next_url_only_when_one_is_unreachable() {
     assert_eq!(svc.auth("john", "wrong"), PAM_AUTH_ERR);
     assert_eq!(second.count(), 0);
 }
+
+/// pam.d-examples/smtp-pam_mapi as written: pam_mapi's documented lines with only the module
+/// name changed, its default `socket=http://localhost:236/kopano` pointed at the fake.
+#[test]
+fn the_pam_mapi_example_runs_as_written() {
+    use support::examples::Example;
+    let example = Example::load("smtp-pam_mapi");
+    // The active lines are the documented pam_mapi lines with only the module name changed.
+    let active: Vec<&str> = example
+        .text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    let module = support::pam::module();
+    let module = module.to_str().unwrap();
+    for line in &active {
+        let as_pam_mapi = line
+            .replace(&format!("{module} backend=kopano"), "pam_mapi.so")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            example.text.lines().any(|l| l
+                .trim_start_matches('#')
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                == as_pam_mapi),
+            "no documented pam_mapi line for: {line}"
+        );
+    }
+    let kopano = KopanoServer::new(&[("john", "Passw0rd")]);
+    let server = kopano.serve();
+    let example = example.with("http://localhost:236/kopano", &server.url("/kopano"));
+    let dir = example.install("smtp");
+    let start =
+        |user: &str, password: &str| Transaction::start(dir.path(), "smtp", user, Some(password));
+    let mut t = start("john", "Passw0rd");
+    assert_eq!(t.authenticate(), PAM_SUCCESS);
+    assert_eq!(t.acct_mgmt(), PAM_SUCCESS);
+    assert_eq!(start("john", "wrong").authenticate(), PAM_AUTH_ERR);
+    assert_eq!(start("nobody", "Passw0rd").authenticate(), PAM_AUTH_ERR);
+    // The logons went where pam_mapi's URL points, with NO_UID_AUTH.
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    assert!(requests
+        .iter()
+        .all(|r| r.method == "POST" && r.path() == "/kopano"));
+    assert!(kopano
+        .logons()
+        .iter()
+        .all(|l| l.flags & KOPANO_LOGON_NO_UID_AUTH != 0));
+}
+
+#[test]
+fn every_socket_form_pam_mapi_accepted_works() {
+    use support::tls::{Pki, TlsServer};
+    let kopano = KopanoServer::new(&[("john", "Passw0rd")]);
+    // http://, with Zarafa's path.
+    let server = kopano.serve();
+    let svc = Service::module_line(&format!("backend=kopano socket={}", server.url("/zarafa")));
+    assert_eq!(svc.auth("john", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(svc.auth("john", "wrong"), PAM_AUTH_ERR);
+    // https:// (kopano-server on another machine, port 237), verified with cafile=.
+    let pki = Pki::new();
+    let cert = pki.self_signed("kopano", "IP:127.0.0.1,DNS:localhost");
+    let me = kopano.clone();
+    let tls = TlsServer::start(&cert, move |req| me.answer(req, false));
+    let svc = Service::module_line(&format!(
+        "backend=kopano socket={} cafile={}",
+        tls.url("localhost", "/kopano"),
+        cert.cert.display()
+    ));
+    assert_eq!(svc.auth("john", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(svc.auth("john", "wrong"), PAM_AUTH_ERR);
+    assert_eq!(tls.requests().len(), 2);
+    // file:// (the unix socket).
+    let dir = TempDir::new("kopano-sock");
+    let socket = dir.path().join("server.sock");
+    kopano.serve_socket(socket.clone());
+    let svc = Service::module_line(&format!(
+        "backend=kopano socket=file://{}",
+        socket.display()
+    ));
+    assert_eq!(svc.auth("john", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(svc.auth("john", "wrong"), PAM_AUTH_ERR);
+}
+
+#[test]
+fn pam_mapi_service_without_a_store_is_a_configuration_error_not_ignored() {
+    let kopano = KopanoServer::new(&[("john", "Passw0rd")]);
+    let server = kopano.serve();
+    let capture = support::syslog::Capture::start();
+    let svc = Service::module_line(&format!(
+        "backend=kopano socket={} service=imap|pop3",
+        server.url("/kopano")
+    ));
+    assert_eq!(svc.auth("john", "Passw0rd"), PAM_SERVICE_ERR);
+    assert!(kopano.logons().is_empty());
+    let lines = capture.module_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("service=") && l.contains("dsn=")),
+        "{lines:?}"
+    );
+}

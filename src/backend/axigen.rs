@@ -13,8 +13,9 @@
 //! warning, not a different verdict.
 //!
 //! `api=rest` uses the Mailbox API (Axigen X4 / 10.4 and later): `POST /api/v1/login` with
-//! Basic credentials answers `200 {"sessid": "..."}` or `401`. The API documents no logout
-//! call, so that session is left to expire on the server.
+//! Basic credentials answers `200 {"sessid": "..."}` or `401`. The session is closed again
+//! right away with `POST /api/v1/logout` carrying it in `X-Axigen-Session`; as with WebMail, a
+//! failed logout is a warning, not a different verdict.
 
 use super::{Answer, Backend};
 use crate::http::{self, failover, form_encode, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
@@ -28,6 +29,10 @@ use std::cell::RefCell;
 
 /// The Mailbox API's login endpoint, relative to the Axigen WebMail/API root.
 const REST_LOGIN_PATH: &str = "/api/v1/login";
+/// Its logout endpoint, next to the login.
+const REST_LOGOUT_PATH: &str = "/api/v1/logout";
+/// The header that names a Mailbox API session.
+const REST_SESSION_HEADER: &str = "X-Axigen-Session";
 
 pub struct Axigen<'a> {
     opts: &'a Options,
@@ -163,7 +168,9 @@ impl<'a> Axigen<'a> {
             return Attempt::NextUrl("url is not a URL".into());
         };
         // The documented request is the Authorization header alone: no body.
-        let request = client.post(url).basic_auth(user, Some(password.expose()));
+        let request = client
+            .post(url.clone())
+            .basic_auth(user, Some(password.expose()));
         let response = match http::send(request, deadline) {
             Ok(r) => r,
             Err(attempt) => return attempt,
@@ -171,8 +178,10 @@ impl<'a> Axigen<'a> {
         match response.status() {
             StatusCode::OK => match read_capped(response, AUTH_BODY_CAP, deadline) {
                 Ok(body) => match parse_rest_answer(&body) {
-                    // The API documents no logout: the session id is left to expire.
-                    Some(_sessid) => Attempt::Answer(Verdict::Accepted),
+                    Some(sessid) => {
+                        self.rest_logout(client, &url, &Secret::new(sessid), deadline);
+                        Attempt::Answer(Verdict::Accepted)
+                    }
                     None => Attempt::NextUrl("HTTP 200 without a session id (sessid)".into()),
                 },
                 Err(why) => Attempt::NextUrl(why),
@@ -182,6 +191,39 @@ impl<'a> Axigen<'a> {
                 "Mailbox API answered HTTP {} (is it Axigen X4/10.4 or later, with the API enabled?)",
                 status.as_u16()
             )),
+        }
+    }
+}
+
+impl Axigen<'_> {
+    /// Ends a Mailbox API session: `POST /api/v1/logout` with `X-Axigen-Session`, through
+    /// `http::send` like every request (same time bound). Never changes the verdict; a failure
+    /// becomes a warning.
+    fn rest_logout(&self, client: &Client, login_url: &Url, sessid: &Secret, deadline: &Deadline) {
+        let url = rest_logout_url(login_url);
+        let request = client
+            .post(url)
+            .header(REST_SESSION_HEADER, sessid.expose());
+        let outcome = match http::send(request, deadline) {
+            Err(Attempt::NextUrl(why)) => Err(why),
+            Err(Attempt::Answer(_)) => Err("no answer".into()),
+            Ok(response) => {
+                let status = response.status();
+                // Drain (capped) so the connection can be reused; the content is not needed.
+                let _ = read_capped(response, AUTH_BODY_CAP, deadline);
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("logout answered HTTP {}", status.as_u16()))
+                }
+            }
+        };
+        if let Err(why) = outcome {
+            self.warn(format!(
+                "Mailbox API session on {} not closed ({why}); it stays open until Axigen's \
+                 session timeout",
+                http::host_of(login_url.as_str())
+            ));
         }
     }
 }
@@ -295,6 +337,18 @@ pub fn rest_login_url(root: &str) -> Option<Url> {
     url.set_query(None);
     url.set_fragment(None);
     Some(url)
+}
+
+/// The Mailbox API logout URL next to a login URL from [`rest_login_url`].
+pub fn rest_logout_url(login: &Url) -> Url {
+    let mut url = login.clone();
+    let path = url.path();
+    let base = path
+        .strip_suffix(REST_LOGIN_PATH)
+        .unwrap_or(path)
+        .to_string();
+    url.set_path(&format!("{base}{REST_LOGOUT_PATH}"));
+    url
 }
 
 /// What a WebMail `custom=ajax` login body says, when it says something definite.
@@ -733,6 +787,8 @@ mod tests {
             ),
         ] {
             assert_eq!(rest_login_url(root).as_ref().map(Url::as_str), Some(want));
+            let logout = rest_login_url(root).map(|u| rest_logout_url(&u).to_string());
+            assert_eq!(logout, Some(want.replace("/login", "/logout")));
         }
     }
 }

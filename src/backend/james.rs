@@ -1,17 +1,23 @@
-//! Apache James / Linagora TMail webadmin (protocols.md; seed 001).
+//! Apache James / Linagora TMail webadmin (protocols.md, "What the real servers do"; seed 001).
 //!
 //! `POST /users/{user}/verify` with `{"password": "..."}` answers 204 for the right password
-//! and 401 otherwise (James does not tell unknown users apart, by design). The account phase
-//! asks `HEAD /users/{user}`: 200 exists, 404 does not. Every request carries the webadmin
-//! JWT (`token`, config file only) as a Bearer credential.
-
+//! and 401 otherwise (James does not tell unknown users apart, by design), and 400 for a name
+//! that is not a valid James user name (blank, over 255 characters, two `@`, empty local part,
+//! bad domain): users type those, so that is a refusal, not an outage. The account phase asks
+//! `HEAD /users/{user}`: 200 exists, 404 does not, 400 cannot exist.
+//!
+//! Webadmin authenticates its callers in one of three ways, all served by the optional `token`
+//! (config file only), sent as `Authorization: Bearer <token>`: a JWT with `admin: true`; a
+//! static webadmin password (recent James accepts it as a Bearer credential as well as in a
+//! `Password:` header; a read-only password is refused on POST with 403); or nothing at all
+//! (no `token`, no header).
 use super::{Answer, Backend};
 use crate::http::{self, failover, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use reqwest::blocking::Client;
+use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::StatusCode;
 
 pub struct James<'a> {
@@ -23,8 +29,12 @@ impl<'a> James<'a> {
         James { opts }
     }
 
-    fn token(&self) -> &str {
-        self.opts.token.as_ref().map_or("", |t| t.expose())
+    /// The request with the webadmin credential, if one is configured.
+    fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.opts.token {
+            Some(token) => request.bearer_auth(token.expose()),
+            None => request,
+        }
     }
 
     /// Whether webadmin accepts our token at all: `HEAD /users/{user}` answers 200 or 404
@@ -36,15 +46,10 @@ impl<'a> James<'a> {
         user: &str,
         deadline: &Deadline,
     ) -> Result<StatusCode, Attempt> {
-        let request = client
-            .head(user_url(base, user, ""))
-            .bearer_auth(self.token());
+        let request = self.authorized(client.head(user_url(base, user, "")));
         let response = http::send(request, deadline)?;
         match response.status() {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Attempt::NextUrl(format!(
-                "webadmin refused the module's token (HTTP {}): check token=",
-                response.status().as_u16()
-            ))),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(token_refused(s)),
             status => Ok(status),
         }
     }
@@ -68,12 +73,20 @@ pub fn user_url(base: &str, user: &str, suffix: &str) -> String {
     format!("{}/users/{segment}{suffix}", base.trim_end_matches('/'))
 }
 
+/// Webadmin refused the module's own credential (or its absence).
+fn token_refused(status: StatusCode) -> Attempt {
+    Attempt::NextUrl(format!(
+        "webadmin refused the module's credential (HTTP {}): check token= (an admin JWT, or \
+         webadmin's static password, which must not be a read-only one; without token= no \
+         credential is sent)",
+        status.as_u16()
+    ))
+}
+
 /// What James said, beyond the statuses that decide: our own token rejected, or anything odd.
 fn unexpected(status: StatusCode) -> Attempt {
     match status {
-        StatusCode::FORBIDDEN => {
-            Attempt::NextUrl("webadmin refused the module's token (HTTP 403): check token=".into())
-        }
+        StatusCode::FORBIDDEN => token_refused(status),
         s => Attempt::NextUrl(format!("unexpected HTTP {}", s.as_u16())),
     }
 }
@@ -82,9 +95,8 @@ impl Backend for James<'_> {
     fn verify(&self, user: &str, password: &Secret) -> Answer {
         let body = Secret::new(serde_json::json!({ "password": password.expose() }).to_string());
         failover(self.opts, |client, base, deadline| {
-            let request = client
-                .post(user_url(base, user, "/verify"))
-                .bearer_auth(self.token())
+            let request = self
+                .authorized(client.post(user_url(base, user, "/verify")))
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.expose().to_string());
             let response = match http::send(request, deadline) {
@@ -103,6 +115,9 @@ impl Backend for James<'_> {
                     Ok(()) => Attempt::Answer(Verdict::Refused),
                     Err(attempt) => attempt,
                 },
+                // Credentials are checked before the route: a 400 means the token passed and
+                // James rejects the name itself (our JSON body is always well-formed).
+                StatusCode::BAD_REQUEST => Attempt::Answer(Verdict::Refused),
                 s => unexpected(s),
             }
         })
@@ -112,7 +127,10 @@ impl Backend for James<'_> {
         Some(failover(self.opts, |client, base, deadline| {
             match self.account_status(client, base, user, deadline) {
                 Ok(StatusCode::OK | StatusCode::NO_CONTENT) => Attempt::Answer(Verdict::Accepted),
-                Ok(StatusCode::NOT_FOUND) => Attempt::Answer(Verdict::UnknownUser),
+                // 400: not a valid James user name, so no such user can exist.
+                Ok(StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST) => {
+                    Attempt::Answer(Verdict::UnknownUser)
+                }
                 Ok(status) => unexpected(status),
                 Err(attempt) => attempt,
             }

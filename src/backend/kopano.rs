@@ -9,6 +9,13 @@
 //!
 //! The store-backed sources (db, file) can tell an unknown user from a wrong password and can
 //! answer the account phase without a password; the SOAP logon can do neither.
+//!
+//! The stores only mirror the DB plugin's password column, which is what kopano-server checks
+//! only with `auth_method = plugin` (its default). With `auth_method = pam` or `kerberos` the
+//! column may be stale or empty, and a hosted server (`loginname_format` with a company)
+//! splits the login before its lookup. So a user row without any password is made visible
+//! (a warning in both phases, naming `auth_method`), and a password stored encrypted with
+//! the server's key (`{1}:...`, `{2}:...`) is "unavailable", never a silent refusal.
 
 pub mod db;
 pub mod file;
@@ -19,6 +26,7 @@ use super::{Answer, Backend};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
+use std::cell::RefCell;
 
 /// `objectclass` of an active user (ACTIVE_USER, 0x10001). Active-ness IS the object class.
 pub const ACTIVE_USER: u32 = 0x0001_0001;
@@ -58,13 +66,55 @@ pub fn feature_allowed(
         })
 }
 
+/// The warning for a user row that has no password at all.
+pub const NO_PASSWORD_STORED: &str = "no password stored for this user: does kopano-server use \
+     auth_method=plugin? (with auth_method=pam or kerberos, or users outside the DB plugin, \
+     check passwords with url= or socket=, kopano-server's own logon)";
+
+/// Whether a stored password is in kopano-server's encrypted form (`{1}:...`, `{2}:...`),
+/// which only the server's key can turn back into the salted hash.
+pub fn is_encrypted(stored: &str) -> bool {
+    stored.starts_with("{1}:") || stored.starts_with("{2}:")
+}
+
 pub struct Kopano<'a> {
     opts: &'a Options,
+    /// Reported by `warnings()` after the verdict.
+    warnings: RefCell<Vec<String>>,
 }
 
 impl<'a> Kopano<'a> {
     pub fn new(opts: &'a Options) -> Self {
-        Kopano { opts }
+        Kopano {
+            opts,
+            warnings: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn warn(&self, text: &str) {
+        self.warnings.borrow_mut().push(text.to_string());
+    }
+
+    /// The verdict on a password for a user who may log in.
+    fn check_password(&self, record: &Record, password: &Secret) -> Verdict {
+        let Some(stored) = &record.hash else {
+            // kopano-server with auth_method=plugin would refuse too; say why.
+            self.warn(NO_PASSWORD_STORED);
+            return Verdict::Refused;
+        };
+        if is_encrypted(stored.expose()) {
+            return Verdict::Unavailable(
+                "the stored password is encrypted with kopano-server's key ({1}: or {2}: \
+                 form) and cannot be checked without it: use url= or socket= \
+                 (kopano-server's own logon) for these users"
+                    .into(),
+            );
+        }
+        if hash::check(stored.expose().as_bytes(), password.expose().as_bytes()) {
+            Verdict::Accepted
+        } else {
+            Verdict::Refused
+        }
     }
 
     /// The store's record for this login, and which store answered (for the log line).
@@ -147,15 +197,7 @@ impl Backend for Kopano<'_> {
         if let Some(verdict) = self.refusal(record) {
             return found.answer(verdict);
         }
-        let matches = match &record.hash {
-            Some(stored) => hash::check(stored.expose().as_bytes(), password.expose().as_bytes()),
-            None => false,
-        };
-        found.answer(if matches {
-            Verdict::Accepted
-        } else {
-            Verdict::Refused
-        })
+        found.answer(self.check_password(record, password))
     }
 
     fn account(&self, user: &str) -> Option<Answer> {
@@ -165,11 +207,23 @@ impl Backend for Kopano<'_> {
         }
         let found = self.lookup(user);
         let verdict = match &found.result {
-            Ok(Some(record)) => self.refusal(record).unwrap_or(Verdict::Accepted),
+            Ok(Some(record)) => {
+                let refusal = self.refusal(record);
+                if refusal.is_none() && record.hash.is_none() {
+                    // The account is fine as Kopano keeps it, but a password check against
+                    // this store can never succeed: make that visible before anyone wonders.
+                    self.warn(NO_PASSWORD_STORED);
+                }
+                refusal.unwrap_or(Verdict::Accepted)
+            }
             Ok(None) => Verdict::UnknownUser,
             Err(verdict) => verdict.clone(),
         };
         Some(found.answer(verdict))
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.borrow().clone()
     }
 }
 

@@ -1,17 +1,52 @@
-//! PostfixAdmin SCIM API (protocols.md; seed 002): account status only.
+//! PostfixAdmin SCIM API (protocols.md, "What the real servers do"; seed 002): account status
+//! only.
 //!
 //! `GET {base}/Users/{id}` (id = the mailbox address) answers 200 with a SCIM user whose
-//! boolean `active` says whether the mailbox may be used, or 404 for an unknown mailbox. The
-//! API never sees passwords, so this backend serves the account phase: stack it below a module
-//! that checked the password (pam_unix, another pam_mailauth line, ...).
+//! boolean `active` says whether the mailbox may be used. The API never sees passwords, so this
+//! backend serves the account phase: stack it below a module that checked the password
+//! (pam_unix, another pam_mailauth line, ...).
+//!
+//! A 404 alone says little. The real API answers 404 with an EMPTY body for an unknown
+//! mailbox, but also for any path outside its routes (with a JSON error body, before it even
+//! looks at credentials): a wrong base URL would make every user "unknown", and an
+//! `account [user_unknown=ignore]` line would wave everyone through. So a 404 means "unknown
+//! mailbox" only when its body is empty AND the base has been confirmed to be the SCIM API:
+//! `{base}/ResourceTypes` or `{base}/Schemas` answers 200 there (never
+//! `/ServiceProviderConfig`, which fails on PHP 8.2). The confirmation is kept per process and
+//! configuration. Anything else is "unavailable", with the URL to fix.
+//!
+//! What the API cannot tell apart, the module cannot either: a failed database query and a
+//! mailbox whose alias does not deliver to itself (forward-only) also end as an empty 404, so
+//! they are "unknown mailbox" too, which denies in the account phase. The database being down
+//! ends as 401, like wrong credentials: unavailable. SCIM bodies are never logged:
+//! `meta.location` echoes the caller's Basic credentials.
 
 use super::{Answer, Backend};
-use crate::http::{self, failover, read_capped, Attempt, AUTH_BODY_CAP};
+use crate::http::{self, failover, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
+use once_cell::sync::Lazy;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// The endpoints that answer 200 on the right base; tried in this order.
+const PROBES: [&str; 2] = ["ResourceTypes", "Schemas"];
+
+/// Confirmations kept at most; a host has a handful of configurations.
+const CONFIRMED_MAX: usize = 256;
+
+/// A confirmation: (process id, digest of base URL and credentials). The pid makes a forked
+/// child confirm for itself; the credentials are in the digest because the probe's 200
+/// depends on them.
+type Confirmation = (u32, [u8; 32]);
+
+/// Every base confirmed to be the SCIM API.
+static CONFIRMED: Lazy<Mutex<HashSet<Confirmation>>> = Lazy::new(|| Mutex::new(HashSet::new()));
 
 pub struct Scim<'a> {
     opts: &'a Options,
@@ -21,12 +56,125 @@ impl<'a> Scim<'a> {
     pub fn new(opts: &'a Options) -> Self {
         Scim { opts }
     }
+
+    /// A request carrying the module's own credentials (Bearer token, else Basic).
+    fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
+        let request = request.header(reqwest::header::ACCEPT, "application/scim+json");
+        match (
+            &self.opts.token,
+            &self.opts.http_user,
+            &self.opts.http_password,
+        ) {
+            (Some(token), _, _) => request.bearer_auth(token.expose()),
+            (None, Some(u), Some(p)) => request.basic_auth(u, Some(p.expose())),
+            _ => request,
+        }
+    }
+
+    fn confirmation_key(&self, base: &str) -> Confirmation {
+        let mut h = Sha256::new();
+        h.update(base.as_bytes());
+        for part in [
+            self.opts.token.as_ref().map(Secret::expose),
+            self.opts.http_user.as_deref(),
+            self.opts.http_password.as_ref().map(Secret::expose),
+        ] {
+            h.update([0]);
+            h.update(part.unwrap_or("").as_bytes());
+        }
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&h.finalize());
+        (std::process::id(), digest)
+    }
+
+    fn is_confirmed(&self, base: &str) -> bool {
+        let key = self.confirmation_key(base);
+        // Without the lock (crate::lock) the base is simply confirmed again.
+        crate::lock::lock_briefly(&CONFIRMED).is_some_and(|set| set.contains(&key))
+    }
+
+    fn remember_confirmed(&self, base: &str) {
+        let key = self.confirmation_key(base);
+        if let Some(mut set) = crate::lock::lock_briefly(&CONFIRMED) {
+            if set.len() >= CONFIRMED_MAX {
+                set.clear();
+            }
+            set.insert(key);
+        }
+    }
+
+    /// Whether `base` is the SCIM API: one of its discovery endpoints answers 200. `Err` says
+    /// why not (or why it could not be told), for the log line.
+    fn confirm_base(&self, client: &Client, base: &str, deadline: &Deadline) -> Result<(), String> {
+        if self.is_confirmed(base) {
+            return Ok(());
+        }
+        let mut seen = Vec::new();
+        for probe in PROBES {
+            let url = format!("{base}/{probe}");
+            let response = match http::send(self.authorized(client.get(&url)), deadline) {
+                Ok(r) => r,
+                Err(Attempt::NextUrl(why)) => return Err(format!("{url}: {why}")),
+                Err(Attempt::Answer(_)) => return Err(format!("{url}: no answer")),
+            };
+            let status = response.status();
+            // Drained, never kept: discovery bodies decide nothing here.
+            let _ = read_capped(response, AUTH_BODY_CAP, deadline);
+            match status {
+                StatusCode::OK => {
+                    self.remember_confirmed(base);
+                    return Ok(());
+                }
+                s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                    return Err(credentials_refused(s))
+                }
+                s => seen.push(format!("{url} answered HTTP {}", s.as_u16())),
+            }
+        }
+        Err(format!(
+            "url={base} is not confirmed to be the SCIM API's base ({}), so its 404 cannot \
+             mean 'unknown mailbox': fix url= (the base under which /Users/ and \
+             /ResourceTypes answer)",
+            seen.join(", ")
+        ))
+    }
+
+    /// The verdict on a 404 for a user: an unknown mailbox only as the API says it (empty
+    /// body) from a confirmed base.
+    fn not_found(
+        &self,
+        client: &Client,
+        base: &str,
+        body: Result<Vec<u8>, String>,
+        deadline: &Deadline,
+    ) -> Attempt {
+        match body {
+            Err(why) => Attempt::NextUrl(why),
+            Ok(body) if !body.iter().all(u8::is_ascii_whitespace) => Attempt::NextUrl(format!(
+                "url={base}: {base}/Users/... is outside the API's routes (HTTP 404 with an \
+                 error body, not the empty 404 of an unknown mailbox): fix url="
+            )),
+            Ok(_) => match self.confirm_base(client, base, deadline) {
+                Ok(()) => Attempt::Answer(Verdict::UnknownUser),
+                Err(why) => Attempt::NextUrl(why),
+            },
+        }
+    }
 }
 
 /// `Some(active)` for a SCIM user resource with a boolean `active`, else `None`.
 pub fn parse_active(body: &[u8]) -> Option<bool> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     value.get("active")?.as_bool()
+}
+
+fn credentials_refused(status: StatusCode) -> String {
+    format!(
+        "SCIM API answered HTTP {}: it refused the module's credentials (check token= or \
+         http_user=/http_password=: a super admin, a JWT with the claim 'user'), or its \
+         database is down (PostfixAdmin's SCIM API answers 401 for both)",
+        status.as_u16()
+    )
 }
 
 impl Backend for Scim<'_> {
@@ -40,24 +188,12 @@ impl Backend for Scim<'_> {
     }
 
     fn account(&self, user: &str) -> Option<Answer> {
-        Some(failover(self.opts, |client, base, deadline| {
-            let url = format!(
-                "{}/Users/{}",
-                base.trim_end_matches('/'),
+        Some(failover(self.opts, |client, url, deadline| {
+            let base = url.trim_end_matches('/');
+            let request = self.authorized(client.get(format!(
+                "{base}/Users/{}",
                 utf8_percent_encode(user, NON_ALPHANUMERIC)
-            );
-            let mut request = client
-                .get(url)
-                .header(reqwest::header::ACCEPT, "application/scim+json");
-            request = match (
-                &self.opts.token,
-                &self.opts.http_user,
-                &self.opts.http_password,
-            ) {
-                (Some(token), _, _) => request.bearer_auth(token.expose()),
-                (None, Some(u), Some(p)) => request.basic_auth(u, Some(p.expose())),
-                _ => request,
-            };
+            )));
             let response = match http::send(request, deadline) {
                 Ok(r) => r,
                 Err(attempt) => return attempt,
@@ -66,22 +202,27 @@ impl Backend for Scim<'_> {
                 StatusCode::OK => match read_capped(response, AUTH_BODY_CAP, deadline) {
                     Ok(body) => match parse_active(&body) {
                         Some(true) => Attempt::Answer(Verdict::Accepted),
-                        Some(false) => Attempt::Answer(Verdict::Disabled("mailbox is not active".into())),
-                        None => Attempt::NextUrl("answer is not a SCIM user with a boolean 'active'".into()),
+                        Some(false) => {
+                            Attempt::Answer(Verdict::Disabled("mailbox is not active".into()))
+                        }
+                        None => Attempt::NextUrl(
+                            "answer is not a SCIM user with a boolean 'active'".into(),
+                        ),
                     },
                     Err(why) => Attempt::NextUrl(why),
                 },
-                StatusCode::NOT_FOUND => Attempt::Answer(Verdict::UnknownUser),
-                s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Attempt::NextUrl(format!(
-                    "SCIM API refused the module's credentials (HTTP {}): check token= or http_user=/http_password=",
-                    s.as_u16()
-                )),
+                StatusCode::NOT_FOUND => {
+                    let body = read_capped(response, AUTH_BODY_CAP, deadline);
+                    self.not_found(client, base, body, deadline)
+                }
+                s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                    Attempt::NextUrl(credentials_refused(s))
+                }
                 s => Attempt::NextUrl(format!("unexpected HTTP {}", s.as_u16())),
             }
         }))
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

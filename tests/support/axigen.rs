@@ -8,7 +8,8 @@
 //! - `action=logout` with the session's `_h` (query) and `_hmail` cookie ends that session.
 //!   The server counts live sessions, so a test can prove none is left behind.
 //! - Mailbox API: `POST /api/v1/login` with Basic credentials: `200 {"sessid": "..."}` or
-//!   `401 Unauthorized`.
+//!   `401 Unauthorized`. `POST /api/v1/logout` with the session id in `X-Axigen-Session` ends
+//!   that session (`401` for an unknown one); the server records each logout's session id.
 
 use super::http::{Reply, Request, Server};
 use std::collections::HashMap;
@@ -35,6 +36,10 @@ pub struct State {
     /// Logouts answered by `logout_misbehaves`.
     pub logout_attempts: usize,
     pub rest_sessions: usize,
+    /// Session ids of live Mailbox API sessions.
+    pub rest_live: Vec<String>,
+    /// The `X-Axigen-Session` of every Mailbox API logout, valid or not.
+    pub rest_logouts: Vec<String>,
 }
 
 pub struct Axigen {
@@ -93,6 +98,9 @@ impl Axigen {
     pub fn answer(&self, req: &Request) -> Reply {
         if req.path() == "/api/v1/login" {
             return self.rest(req);
+        }
+        if req.path() == "/api/v1/logout" {
+            return self.rest_logout(req);
         }
         if req.path() != "/" {
             return Reply::status(404, "text/html", "<h1>404 Not Found</h1>");
@@ -190,15 +198,38 @@ impl Axigen {
         }
         match req.basic_auth() {
             Some((u, p)) if self.users.get(&u) == Some(&p) => {
-                self.state.lock().unwrap().rest_sessions += 1;
+                let sessid = key();
+                let mut st = self.state.lock().unwrap();
+                st.rest_sessions += 1;
+                st.rest_live.push(sessid.clone());
                 Reply::status(
                     200,
                     "application/json",
-                    format!("{{\"sessid\": \"{}\"}}", key()),
+                    format!("{{\"sessid\": \"{sessid}\"}}"),
                 )
             }
             _ => Reply::status(401, "application/json", "{\"error\": \"Unauthorized\"}")
                 .with_header("WWW-Authenticate", "Basic realm=\"Axigen\""),
+        }
+    }
+
+    fn rest_logout(&self, req: &Request) -> Reply {
+        if req.method != "POST" {
+            return Reply::status(405, "application/json", "{\"error\": \"method\"}");
+        }
+        if let Some(reply) = self.logout_misbehaves {
+            self.state.lock().unwrap().logout_attempts += 1;
+            return reply();
+        }
+        let sessid = req.header("x-axigen-session").unwrap_or("").to_string();
+        let mut st = self.state.lock().unwrap();
+        st.rest_logouts.push(sessid.clone());
+        match st.rest_live.iter().position(|s| *s == sessid) {
+            Some(i) => {
+                st.rest_live.remove(i);
+                Reply::status(200, "application/json", "{}")
+            }
+            None => Reply::status(401, "application/json", "{\"error\": \"Unauthorized\"}"),
         }
     }
 
@@ -238,5 +269,15 @@ impl AxigenServer {
 
     pub fn rest_sessions(&self) -> usize {
         self.state.lock().unwrap().rest_sessions
+    }
+
+    /// Mailbox API sessions not logged out.
+    pub fn rest_live_sessions(&self) -> usize {
+        self.state.lock().unwrap().rest_live.len()
+    }
+
+    /// The `X-Axigen-Session` of every Mailbox API logout.
+    pub fn rest_logouts(&self) -> Vec<String> {
+        self.state.lock().unwrap().rest_logouts.clone()
     }
 }

@@ -133,7 +133,7 @@ impl KopanoServer {
         self.logons.lock().unwrap().clone()
     }
 
-    fn answer(&self, req: &Request, over_socket: bool) -> Reply {
+    pub fn answer(&self, req: &Request, over_socket: bool) -> Reply {
         if req.method != "POST" {
             return fault("POST expected");
         }

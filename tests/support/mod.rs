@@ -4,6 +4,7 @@
 
 pub mod apache;
 pub mod axigen;
+pub mod dovecot;
 pub mod examples;
 pub mod http;
 pub mod james;
@@ -11,10 +12,12 @@ pub mod kopano_soap;
 pub mod mailstore;
 pub mod mariadb;
 pub mod pam;
+pub mod postfix;
 pub mod process;
 pub mod saslauthd;
 pub mod scim;
 pub mod syslog;
 pub mod tls;
 
+#[allow(unused_imports)]
 pub use self::pam::*;

@@ -47,6 +47,8 @@ extern "C" {
     fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
     fn pam_acct_mgmt(pamh: *mut c_void, flags: c_int) -> c_int;
     fn pam_setcred(pamh: *mut c_void, flags: c_int) -> c_int;
+    fn pam_open_session(pamh: *mut c_void, flags: c_int) -> c_int;
+    fn pam_close_session(pamh: *mut c_void, flags: c_int) -> c_int;
     fn pam_set_item(pamh: *mut c_void, item: c_int, value: *const c_void) -> c_int;
     fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
 }
@@ -163,6 +165,14 @@ impl Transaction {
         unsafe {
             pam_setcred(self.pamh, 2 /* PAM_ESTABLISH_CRED */)
         }
+    }
+
+    pub fn open_session(&mut self) -> i32 {
+        unsafe { pam_open_session(self.pamh, 0) }
+    }
+
+    pub fn close_session(&mut self) -> i32 {
+        unsafe { pam_close_session(self.pamh, 0) }
     }
 
     /// The raw `pam_handle_t *`, for tests that set items the harness does not wrap.

@@ -50,6 +50,12 @@ impl Saslauthd {
     }
 
     pub fn start_with(setup: Setup) -> Saslauthd {
+        Self::start_with_env(setup, &[])
+    }
+
+    /// With extra environment variables (e.g. `PAM_WRAPPER_USE_SYSLOG=1`: pam_wrapper then
+    /// sends the module's pam_syslog lines to /dev/log instead of saslauthd's stderr).
+    pub fn start_with_env(setup: Setup, env: &[(&str, &str)]) -> Saslauthd {
         let services = TempDir::new("sasl-svc");
         for (name, text) in setup.services {
             std::fs::write(services.path().join(name), text).unwrap();
@@ -73,6 +79,7 @@ impl Saslauthd {
         cmd.env("LD_PRELOAD", "libpam_wrapper.so")
             .env("PAM_WRAPPER", "1")
             .env("PAM_WRAPPER_SERVICE_DIR", services.path())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -110,6 +117,11 @@ impl Saslauthd {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Its session id (it runs in a session of its own), for syslog::Capture::watch_session.
+    pub fn session(&self) -> i32 {
+        self.pgid
     }
 
     pub fn socket(&self) -> PathBuf {

@@ -10,6 +10,9 @@
 //!   send. `start` therefore proves delivery with a canary message before returning, and
 //!   `messages` sends a closing canary and waits for it, so every message logged before the
 //!   call is in the result and a capture that receives nothing fails instead of passing.
+//! - Daemons the tests start (saslauthd, Dovecot) log from their own processes: `watch_session`
+//!   keeps the messages of every process in that session too (each daemon has its own, see
+//!   process::own_session).
 
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
@@ -47,6 +50,8 @@ pub struct Capture {
     socket: Arc<UnixDatagram>,
     inode: u64,
     received: Arc<Mutex<Vec<Message>>>,
+    /// Session ids whose processes' messages are kept besides this process's own.
+    sessions: Arc<Mutex<Vec<libc::pid_t>>>,
     stop: Arc<AtomicBool>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -111,14 +116,20 @@ impl Capture {
         let socket = Arc::new(socket);
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let sessions = Arc::new(Mutex::new(Vec::new()));
         let reader = {
             let (socket, received, stop) = (socket.clone(), received.clone(), stop.clone());
+            let sessions = sessions.clone();
             std::thread::spawn(move || {
                 let me = std::process::id() as libc::pid_t;
                 while !stop.load(Ordering::SeqCst) {
                     if let Some((pid, bytes)) = receive(&socket) {
                         // Other processes on the machine log here too while we own /dev/log.
-                        if pid == me {
+                        let watched = || {
+                            let sid = unsafe { libc::getsid(pid) };
+                            sid > 0 && sessions.lock().unwrap().contains(&sid)
+                        };
+                        if pid == me || watched() {
                             received.lock().unwrap().push(parse(&bytes));
                         }
                     }
@@ -131,6 +142,7 @@ impl Capture {
             socket,
             inode,
             received,
+            sessions,
             stop,
             reader: Some(reader),
         };
@@ -176,6 +188,12 @@ impl Capture {
                  {DEV_LOG}"
             );
         }
+    }
+
+    /// Also keeps the messages of the processes in session `sid` (a daemon started in its own
+    /// session: its id is the daemon's pid).
+    pub fn watch_session(&self, sid: i32) {
+        self.sessions.lock().unwrap().push(sid);
     }
 
     /// Every message this process logged so far, canaries removed.

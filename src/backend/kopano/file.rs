@@ -61,11 +61,20 @@ pub fn parse_line(line: &str) -> Result<Option<Entry<'_>>, String> {
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return Ok(None);
     }
-    let mut fields = line.split(':');
-    let login = fields.next().unwrap_or("");
-    let hash = fields
-        .next()
+    let (login, rest) = line
+        .split_once(':')
         .ok_or_else(|| "expected login:stored-hash".to_string())?;
+    // kopano-server's encrypted form (`{1}:...`, `{2}:...`) holds a ':' of its own; it is
+    // kept whole so the check can say what it is.
+    let hash_end = match rest.get(..4) {
+        Some("{1}:" | "{2}:") => rest[4..].find(':').map(|i| i + 4),
+        _ => rest.find(':'),
+    };
+    let (hash, tail) = match hash_end {
+        Some(end) => (&rest[..end], &rest[end + 1..]),
+        None => (rest, ""),
+    };
+    let mut fields = tail.split(':');
     let enabled = feature_field(fields.next().unwrap_or(""))?;
     let disabled = feature_field(fields.next().unwrap_or(""))?;
     if fields.next().is_some() {
@@ -146,6 +155,11 @@ mod tests {
         };
         assert_eq!(e.enabled, vec!["imap", "pop3"]);
         assert_eq!(e.disabled, vec!["mobile"]);
+        let Ok(Some(e)) = parse_line("enc:{1}:c2VjcmV0:imap:") else {
+            panic!("an encrypted value must parse whole")
+        };
+        assert_eq!(e.hash, "{1}:c2VjcmV0");
+        assert_eq!(e.enabled, vec!["imap"]);
     }
 
     #[test]

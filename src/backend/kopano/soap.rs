@@ -8,7 +8,8 @@
 //! - `ulFlags` = NO_UID_AUTH|NO_REGISTER_SESSION, ALWAYS. Without NO_UID_AUTH (0x1) the
 //!   server trusts the peer's unix uid on its socket: a connection from root (saslauthd runs
 //!   as root) is logged in as any user with ANY password, turning SMTP AUTH into an open
-//!   relay. NO_REGISTER_SESSION (0x2) keeps a session from being left behind per check.
+//!   relay. NO_REGISTER_SESSION (0x2) keeps a session from being left behind per check on
+//!   Kopano; Zarafa 7.x knows only NO_UID_AUTH and registers a session on every check.
 //! - user and password XML-escaped (`& < > " '`, and CR and other control characters as
 //!   character references, so XML parsing gives back exactly the bytes sent).
 //!
@@ -28,7 +29,7 @@ use reqwest::StatusCode;
 pub const CAPABILITIES: u32 = 0x200 | 0x100 | 0x40 | 0x10;
 /// KOPANO_LOGON_NO_UID_AUTH: check the password even for a root peer on the unix socket.
 pub const LOGON_NO_UID_AUTH: u32 = 0x1;
-/// KOPANO_LOGON_NO_REGISTER_SESSION: leave no session behind.
+/// KOPANO_LOGON_NO_REGISTER_SESSION: leave no session behind (Kopano; unknown to Zarafa 7.x).
 pub const LOGON_NO_REGISTER_SESSION: u32 = 0x2;
 /// The flags of every logon we send. Never without NO_UID_AUTH: see the module docs.
 pub const LOGON_FLAGS: u32 = LOGON_NO_UID_AUTH | LOGON_NO_REGISTER_SESSION;
