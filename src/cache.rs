@@ -262,7 +262,7 @@ pub fn decide(
         Verdict::Accepted => {
             with_cache(opts, config, |c| c.insert(service, user, *mac, now, keep));
         }
-        Verdict::Refused | Verdict::UnknownUser | Verdict::Disabled(_) => {
+        Verdict::Refused | Verdict::WrongPassword | Verdict::UnknownUser | Verdict::Disabled(_) => {
             with_cache(opts, config, |c| c.remove(service, user));
         }
         Verdict::Unavailable(why) => {
@@ -365,7 +365,9 @@ pub fn config_digest(key: &[u8; 32], opts: &Options) -> Mac {
         http_user,
         http_password,
         token,
+        set_pam_user: _,
         account_check,
+        directory_ttl: _,
         api,
         method,
         dsn,

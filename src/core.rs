@@ -12,10 +12,22 @@ use std::time::{Duration, Instant};
 
 /// `pam_sm_authenticate`.
 pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
-    let opts = match configure(host, args) {
-        Ok(o) => o,
-        Err(code) => return code,
-    };
+    // The one place that decides what this handle remembers: an earlier success is withdrawn
+    // before anything can fail (a configuration error, a panic), and only a success records
+    // one again. No failing path can leave an earlier success standing for account/setcred.
+    host.forget_authenticated();
+    match check_password(host, args) {
+        Ok(authenticated) => {
+            host.remember_authenticated(&authenticated);
+            PamError::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// The authentication itself: the PAM_USER now authenticated, or the failure's PAM code.
+fn check_password(host: &dyn Host, args: &[String]) -> Result<String, PamError> {
+    let opts = configure(host, args)?;
     if opts.fail_delay_ms > 0 {
         // Like pam_unix: libpam applies the delay only if the whole stack fails.
         host.fail_delay(opts.fail_delay_ms.saturating_mul(1000).min(u32::MAX as u64) as u32);
@@ -23,7 +35,7 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
     let backend = backend::for_options(&opts);
     if let Some(why) = backend.cannot_verify() {
         host.log(Level::Error, &format!("configuration error: {why}"));
-        return PamError::SERVICE_ERR;
+        return Err(PamError::SERVICE_ERR);
     }
     #[cfg(feature = "fault-injection")]
     if opts.inject_panic {
@@ -34,19 +46,19 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
     }
     let user = match host.user() {
         Ok(u) if !u.is_empty() => u,
-        Ok(_) | Err(_) => {
-            host.log(Level::Notice, "auth: no user name obtainable");
-            return PamError::USER_UNKNOWN;
-        }
+        Ok(_) | Err(_) => return Err(nameless(host, &opts, Phase::Auth, NO_USABLE_NAME)),
     };
     let password = match obtain_password(host, &opts) {
         Ok(p) => p,
         Err(code) => {
             host.log(
                 Level::Notice,
-                &format!("auth: no password obtainable for user '{user}' ({code:?})"),
+                &format!(
+                    "auth: no password obtainable for user {} ({code:?})",
+                    who(&opts, false, &user, &user)
+                ),
             );
-            return code;
+            return Err(code);
         }
     };
     if password.is_empty() {
@@ -54,13 +66,16 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
         // anonymous success. It never leaves the module.
         host.log(
             Level::Notice,
-            &format!("auth: refused empty password for user '{user}' without asking the backend"),
+            &format!(
+                "auth: refused empty password for user {} without asking the backend",
+                who(&opts, false, &user, &user)
+            ),
         );
-        return PamError::AUTH_ERR;
+        return Err(PamError::AUTH_ERR);
     }
     let mapped = opts.mapping.apply(&user);
     if mapped.is_empty() {
-        return nameless(host, &opts, Phase::Auth);
+        return Err(nameless(host, &opts, Phase::Auth, EMPTY_AFTER_MAPPING));
     }
     if opts.debug {
         host.log(
@@ -83,7 +98,8 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
         host.log(
             Level::Warning,
             &format!(
-                "auth: user '{user}' backend={}: {warning}",
+                "auth: user {} backend={}: {warning}",
+                who(&opts, answer.verdict.confirms_user(), &user, &mapped),
                 opts.backend.name()
             ),
         );
@@ -97,12 +113,21 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
         &answer,
         started.elapsed(),
     );
-    if answer.verdict == Verdict::Accepted {
-        host.remember_authenticated(&user);
-    } else {
-        host.forget_authenticated();
+    if answer.verdict != Verdict::Accepted {
+        return Err(answer.verdict.pam_code(Phase::Auth, opts.leniency));
     }
-    answer.verdict.pam_code(Phase::Auth, opts.leniency)
+    if opts.set_pam_user && mapped != user {
+        // Postfix's sender-login maps and Apache's REMOTE_USER read PAM_USER: make it the
+        // identity that was checked, not the one typed.
+        host.set_user(&mapped).inspect_err(|code| {
+            host.log(
+                Level::Error,
+                &format!("auth: could not set PAM_USER to the checked name ({code:?}); refused"),
+            )
+        })?;
+        return Ok(mapped);
+    }
+    Ok(user)
 }
 
 /// `pam_sm_acct_mgmt`.
@@ -113,11 +138,11 @@ pub fn account(host: &dyn Host, args: &[String]) -> PamError {
     };
     let user = match host.user() {
         Ok(u) if !u.is_empty() => u,
-        _ => return PamError::USER_UNKNOWN,
+        Ok(_) | Err(_) => return nameless(host, &opts, Phase::Account, NO_USABLE_NAME),
     };
     let mapped = opts.mapping.apply(&user);
     if mapped.is_empty() {
-        return nameless(host, &opts, Phase::Account);
+        return nameless(host, &opts, Phase::Account, EMPTY_AFTER_MAPPING);
     }
     let started = Instant::now();
     let backend = backend::for_options(&opts);
@@ -148,13 +173,14 @@ pub fn account(host: &dyn Host, args: &[String]) -> PamError {
     }
 }
 
-/// The user-name mapping left nothing (`strip_domain` and a name like `@example.com`): no
-/// backend is asked about an empty name.
-fn nameless(host: &dyn Host, opts: &Options, phase: Phase) -> PamError {
-    host.log(
-        Level::Notice,
-        "user name is empty after mapping (strip_domain?): unknown user",
-    );
+const NO_USABLE_NAME: &str = "no user name, or one that is not UTF-8";
+const EMPTY_AFTER_MAPPING: &str = "user name is empty after mapping (strip_domain?)";
+
+/// No name any backend could be asked about: none given, one that is not UTF-8 (a Latin-1
+/// client), or nothing left after `strip_domain`. An unknown user like any other, with the
+/// same leniency (`ignore_unknown_user`), so a local user below still gets their turn.
+fn nameless(host: &dyn Host, opts: &Options, phase: Phase, why: &str) -> PamError {
+    host.log(Level::Notice, &format!("{why}: unknown user"));
     Verdict::UnknownUser.pam_code(phase, opts.leniency)
 }
 
@@ -167,9 +193,10 @@ pub fn setcred(host: &dyn Host) -> PamError {
 }
 
 /// PAM_SUCCESS if this module authenticated this user in this handle, else PAM_IGNORE.
+/// (A withdrawn success is stored as the empty name, which is nobody.)
 fn authenticated_here(host: &dyn Host, user: &str) -> PamError {
     match host.authenticated_user() {
-        Some(u) if u == user => PamError::SUCCESS,
+        Some(u) if !u.is_empty() && u == user => PamError::SUCCESS,
         _ => PamError::IGNORE,
     }
 }
@@ -192,6 +219,20 @@ fn obtain_password(host: &dyn Host, opts: &Options) -> Result<Secret, PamError> 
     }
 }
 
+/// The user as a log line may name them: the one place for the rule of spec.md. People type
+/// passwords into the user prompt, so without `debug` a name is logged only once the backend
+/// confirmed that user exists (`Verdict::confirms_user`); every other line says why it is
+/// left out.
+fn who(opts: &Options, confirmed: bool, user: &str, mapped: &str) -> String {
+    if !confirmed && !opts.debug {
+        "(name not logged: no backend confirmed it; debug logs it)".to_string()
+    } else if mapped != user {
+        format!("'{user}' (as '{mapped}')")
+    } else {
+        format!("'{user}'")
+    }
+}
+
 /// One syslog line per decision: what, who, from where, which backend and server, how long.
 fn report(
     host: &dyn Host,
@@ -207,14 +248,7 @@ fn report(
         Phase::Auth => "auth",
         Phase::Account => "account",
     };
-    // People type passwords into the user prompt: names of unknown users only with debug.
-    let who = if *verdict == Verdict::UnknownUser && !opts.debug {
-        "(unknown; name logged with debug)".to_string()
-    } else if mapped != user {
-        format!("'{user}' (as '{mapped}')")
-    } else {
-        format!("'{user}'")
-    };
+    let who = who(opts, verdict.confirms_user(), user, mapped);
     let mut line = format!("{phase_word}: {} for user {who}", verdict.word());
     if let Some(rhost) = host.rhost() {
         line.push_str(&format!(" rhost={rhost}"));
@@ -230,7 +264,9 @@ fn report(
     let level = match verdict {
         Verdict::Accepted if opts.quiet => return,
         Verdict::Accepted => Level::Info,
-        Verdict::Refused | Verdict::UnknownUser | Verdict::Disabled(_) => Level::Notice,
+        Verdict::Refused | Verdict::WrongPassword | Verdict::UnknownUser | Verdict::Disabled(_) => {
+            Level::Notice
+        }
         Verdict::Unavailable(_) | Verdict::Misconfigured(_) => Level::Error,
     };
     host.log(level, &line);
@@ -413,5 +449,32 @@ mod tests {
         authenticate(&failing, &args(LINE));
         assert_eq!(setcred(&failing), PamError::IGNORE);
         assert_eq!(account(&failing, &args(LINE)), PamError::IGNORE);
+    }
+
+    #[test]
+    fn every_early_failure_withdraws_an_earlier_success() {
+        // (user, conversation answer, extra arguments): each fails before any backend.
+        let cases: [(&str, Option<&'static str>, &str); 5] = [
+            ("a", Some(""), ""),
+            ("a", None, ""),
+            ("a", Some("x"), "colour=blue"),
+            ("", Some("x"), ""),
+            ("@example.com", Some("x"), "strip_domain"),
+        ];
+        for (user, answer, extra) in cases {
+            let host = FakeHost {
+                user: user.into(),
+                answer,
+                remembered: RefCell::new(Some(user.into())),
+                ..Default::default()
+            };
+            let code = authenticate(&host, &args(&format!("{LINE} {extra}")));
+            assert_ne!(code, PamError::SUCCESS, "{user:?} {answer:?} {extra}");
+            assert_eq!(
+                setcred(&host),
+                PamError::IGNORE,
+                "{user:?} {answer:?} {extra}"
+            );
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod cache;
 pub mod core;
 pub mod http;
+pub mod jsobject;
 pub mod lock;
 pub mod offline;
 pub mod options;

@@ -70,10 +70,18 @@ impl UserMapping {
             }
         }
         if self.lowercase {
-            name = name.to_lowercase();
+            name = fold_case(&name);
         }
         name
     }
+}
+
+/// The module's one case rule (`lowercase`, MailStore's directory): ASCII letters A-Z become
+/// a-z, nothing else changes. Unicode lower-casing would merge names that are distinct
+/// mailboxes (the Kelvin sign K becomes k, and with it one user becomes another); folding
+/// ASCII only merges names that differ in the case of A-Z alone.
+pub fn fold_case(name: &str) -> String {
+    name.to_ascii_lowercase()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -115,8 +123,12 @@ pub struct Options {
     pub http_user: Option<String>,
     pub http_password: Option<Secret>,
     pub token: Option<Secret>,
+    /// After a success, set PAM_USER to the mapped name the backend checked.
+    pub set_pam_user: bool,
     // mailstore
     pub account_check: bool,
+    /// How long one process reuses the `cmd=list` directory it read (0: read every time).
+    pub directory_ttl: Duration,
     // axigen
     pub api: AxigenApi,
     pub method: LoginMethod,
@@ -178,7 +190,9 @@ impl Default for Options {
             http_user: None,
             http_password: None,
             token: None,
+            set_pam_user: false,
             account_check: false,
+            directory_ttl: Duration::from_secs(60),
             api: AxigenApi::Webmail,
             method: LoginMethod::Post,
             dsn: None,
@@ -362,6 +376,10 @@ impl Builder {
                     )));
                 }
                 o.mapping.domain = Some(d.to_string())
+            }
+            "set_pam_user" => o.set_pam_user = flag(key, value)?,
+            "directory_ttl" => {
+                o.directory_ttl = Duration::from_secs(number(key, need("SECONDS")?, 0, 86_400)?)
             }
             "ignore_unknown_user" => o.leniency.ignore_unknown_user = flag(key, value)?,
             "ignore_authinfo_unavail" => o.leniency.ignore_authinfo_unavail = flag(key, value)?,
@@ -739,6 +757,38 @@ mod tests {
         };
         assert_eq!(m.apply("a@b"), "a@b");
         assert_eq!(m.apply("a"), "a@example.com");
+    }
+
+    #[test]
+    fn lowercase_folds_ascii_only_and_mapping_is_idempotent() {
+        let m = UserMapping {
+            lowercase: true,
+            strip_domain: true,
+            domain: Some("example.com".into()),
+        };
+        assert_eq!(m.apply("\u{212A}ATE"), "\u{212A}ate@example.com");
+        assert_eq!(m.apply("ÜLLA@x.org"), "Ülla@example.com");
+        // set_pam_user makes the mapped name PAM_USER; the account phase maps it again.
+        for name in ["Alice@Victim.Example", "\u{212A}ate", "@x", "bob"] {
+            assert_eq!(m.apply(&m.apply(name)), m.apply(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn set_pam_user_and_directory_ttl() {
+        let o = parsed(&["backend=mailstore", "url=http://a/"]);
+        assert!(!o.set_pam_user);
+        assert_eq!(o.directory_ttl, Duration::from_secs(60));
+        let o = parsed(&[
+            "backend=mailstore",
+            "url=http://a/",
+            "set_pam_user",
+            "directory_ttl=0",
+        ]);
+        assert!(o.set_pam_user);
+        assert_eq!(o.directory_ttl, Duration::ZERO);
+        assert!(parse(&["backend=mailstore", "url=http://a/", "directory_ttl=-1"]).is_err());
+        assert!(parse(&["backend=mailstore", "url=http://a/", "set_pam_user=maybe"]).is_err());
     }
 
     #[test]

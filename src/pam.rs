@@ -30,6 +30,12 @@ pub trait Host {
     /// Asks through the conversation (echo off) and stores the answer as PAM_AUTHTOK, so
     /// modules below can `use_first_pass` it.
     fn prompt_password(&self) -> Result<Secret, PamError>;
+    /// Sets PAM_USER (`set_pam_user`: the name the backend checked). A handle that cannot
+    /// says so; the default is such a handle, so a success is never reported under a name
+    /// that was not set.
+    fn set_user(&self, _user: &str) -> Result<(), PamError> {
+        Err(PamError::SYSTEM_ERR)
+    }
     /// Records, for account and setcred in this handle, that this user was authenticated here.
     fn remember_authenticated(&self, user: &str);
     fn authenticated_user(&self) -> Option<String>;
@@ -77,6 +83,7 @@ struct PamConv {
 }
 
 const PAM_PROMPT_ECHO_OFF: c_int = 1;
+const PAM_USER: c_int = 2;
 const PAM_CONV: c_int = 5;
 const PAM_AUTHTOK: c_int = 6;
 
@@ -206,6 +213,15 @@ impl Host for LibPam<'_> {
                 "auth: the password typed is not UTF-8; refused",
             )
         })
+    }
+
+    fn set_user(&self, user: &str) -> Result<(), PamError> {
+        let name = CString::new(user).map_err(|_| PamError::USER_UNKNOWN)?;
+        // SAFETY: documented libpam call; libpam copies the string.
+        match unsafe { pam_set_item(self.raw(), PAM_USER, name.as_ptr() as *const c_void) } {
+            0 => Ok(()),
+            _ => Err(PamError::SYSTEM_ERR),
+        }
     }
 
     fn remember_authenticated(&self, user: &str) {

@@ -9,8 +9,10 @@ use pamsm::PamError;
 pub enum Verdict {
     /// Right password, or account fine.
     Accepted,
-    /// Wrong password (or a backend that cannot tell wrong password from unknown user).
+    /// No, from a backend that cannot tell a wrong password from an unknown user.
     Refused,
+    /// Wrong password for a user the backend confirmed exists (it can tell unknown users).
+    WrongPassword,
     /// The backend says the user does not exist.
     UnknownUser,
     /// The account exists but may not log in: disabled, not active, feature not enabled.
@@ -39,7 +41,7 @@ impl Verdict {
     pub fn pam_code(&self, phase: Phase, leniency: Leniency) -> PamError {
         match (self, phase) {
             (Verdict::Accepted, _) => PamError::SUCCESS,
-            (Verdict::Refused, _) => PamError::AUTH_ERR,
+            (Verdict::Refused | Verdict::WrongPassword, _) => PamError::AUTH_ERR,
             (Verdict::UnknownUser, Phase::Auth) if leniency.ignore_unknown_user => PamError::IGNORE,
             (Verdict::UnknownUser, _) => PamError::USER_UNKNOWN,
             (Verdict::Disabled(_), Phase::Auth) => PamError::AUTH_ERR,
@@ -54,11 +56,23 @@ impl Verdict {
     pub fn word(&self) -> &'static str {
         match self {
             Verdict::Accepted => "accepted",
-            Verdict::Refused => "refused",
+            Verdict::Refused | Verdict::WrongPassword => "refused",
             Verdict::UnknownUser => "unknown user",
             Verdict::Disabled(_) => "account disabled",
             Verdict::Unavailable(_) => "backend unavailable",
             Verdict::Misconfigured(_) => "configuration error",
+        }
+    }
+
+    /// Whether the backend confirmed that the user exists. Only then may a log line name the
+    /// user without `debug`: people type passwords into the user prompt (spec.md).
+    pub fn confirms_user(&self) -> bool {
+        match self {
+            Verdict::Accepted | Verdict::WrongPassword | Verdict::Disabled(_) => true,
+            Verdict::Refused
+            | Verdict::UnknownUser
+            | Verdict::Unavailable(_)
+            | Verdict::Misconfigured(_) => false,
         }
     }
 
@@ -84,6 +98,10 @@ mod tests {
         use Phase::*;
         assert_eq!(Verdict::Accepted.pam_code(Auth, strict), PamError::SUCCESS);
         assert_eq!(Verdict::Refused.pam_code(Auth, lenient), PamError::AUTH_ERR);
+        assert_eq!(
+            Verdict::WrongPassword.pam_code(Auth, lenient),
+            PamError::AUTH_ERR
+        );
         assert_eq!(
             Verdict::UnknownUser.pam_code(Auth, strict),
             PamError::USER_UNKNOWN

@@ -104,7 +104,7 @@ fn the_logout_names_the_session_by_its_h_key_and_cookie() {
 
 #[test]
 fn every_documented_success_form_and_no_session_left_open() {
-    for body in [Body::Document, Body::Strict, Body::Empty] {
+    for body in [Body::Document, Body::Strict] {
         let server = Axigen::new(&[(USER, PASSWORD)]).body(body).serve();
         for method in ["", "method=post", "method=get"] {
             let svc = line(&server, method);
@@ -121,6 +121,48 @@ fn every_documented_success_form_and_no_session_left_open() {
         assert_eq!(server.logins(), 9);
         assert_eq!(server.logouts(), 9);
     }
+}
+
+#[test]
+fn session_keys_without_the_success_body_are_a_refusal_and_still_logged_out() {
+    // The module always sends custom=ajax, and then Axigen's success carries the body
+    // `{ success: true, sessionKey: "..." }`. A 303 with keys but no such body is not a yes.
+    let server = Axigen::new(&[(USER, PASSWORD)])
+        .body(Body::HeadersOnly)
+        .serve();
+    for method in ["method=post", "method=get"] {
+        assert_eq!(
+            line(&server, method).auth(USER, PASSWORD),
+            PAM_AUTH_ERR,
+            "{method}"
+        );
+    }
+    assert_eq!(server.logins(), 2);
+    assert_eq!(
+        server.logouts(),
+        2,
+        "the sessions the keys named were closed"
+    );
+    assert_eq!(server.live_sessions(), 0);
+    // The same with a failure page as the body.
+    let (rc, _, server) = against(
+        || {
+            Reply::status(
+                303,
+                "text/html",
+                "<html>Invalid username or password</html>",
+            )
+            .with_header("Set-Cookie", "_hmail=c;Path=/")
+            .with_header("Location", "/?_h=u")
+        },
+        "timeout=3",
+    );
+    assert_eq!(rc, PAM_AUTH_ERR);
+    let logout = server
+        .requests()
+        .into_iter()
+        .find(|r| r.query().get("action").map(String::as_str) == Some("logout"));
+    assert!(logout.is_some(), "the keys' session was logged out");
 }
 
 #[test]
@@ -428,7 +470,7 @@ fn the_303_is_read_never_followed_and_other_redirects_are_unavailable() {
         if req.query().get("action").map(String::as_str) == Some("logout") {
             return Reply::status(303, "text/html", "").with_header("Location", "/");
         }
-        Reply::status(303, "text/html", "")
+        Reply::status(303, "text/html", "{ success: true, sessionKey: \"k\" }")
             .with_header("Set-Cookie", "_hmail=c;Path=/")
             .with_header("Location", &to)
     });

@@ -349,3 +349,205 @@ fn use_first_pass_never_prompts_and_try_first_pass_prompts_once() {
     assert_eq!(t.authenticate(), PAM_SUCCESS);
     assert_eq!(t.prompts(), 1);
 }
+
+#[test]
+fn duplicate_keys_are_not_an_answer() {
+    // The last key would say yes: an answer with two readings is no answer at all.
+    let cases: [fn() -> Reply; 4] = [
+        || Reply::status(200, "text/json", "{\"succeeded\":false,\"succeeded\":true}"),
+        || Reply::status(200, "text/json", "{ succeeded: false, succeeded: true }"),
+        || {
+            Reply::status(
+                200,
+                "text/json",
+                "{ succeeded: false, \"succeeded\": true }",
+            )
+        },
+        || Reply::status(200, "text/json", "{\"succeeded\":true,\"succeeded\":true}"),
+    ];
+    for (i, case) in cases.into_iter().enumerate() {
+        let (rc, _, server) = against(case, "3");
+        assert_eq!(rc, PAM_AUTHINFO_UNAVAIL, "case {i}");
+        assert_eq!(server.count(), 1, "case {i}");
+    }
+    // A directory entry naming two users is no directory either.
+    let server = Server::start(|req| match req.form().get("cmd").map(String::as_str) {
+        Some("list") => Reply::status(
+            200,
+            "text/json",
+            r#"[{"userName":"nobody","userName":"john.doe"}]"#,
+        ),
+        _ => Reply::status(200, "text/json", "{\"succeeded\": false}"),
+    });
+    let svc = line(&server, "account=check");
+    assert_eq!(
+        svc.start("john.doe", None).acct_mgmt(),
+        PAM_AUTHINFO_UNAVAIL
+    );
+}
+
+#[test]
+fn the_body_decides_whatever_the_content_type() {
+    // Hand-written endpoints serve the right body as text/html (PHP's default).
+    let cases: [(fn() -> Reply, i32); 6] = [
+        (
+            || Reply::status(200, "text/html", "{\"succeeded\": true}"),
+            PAM_SUCCESS,
+        ),
+        (
+            || Reply::status(200, "text/html; charset=UTF-8", "{ succeeded: true }\n"),
+            PAM_SUCCESS,
+        ),
+        (
+            || Reply::status(200, "text/plain", "{\"succeeded\": false}"),
+            PAM_AUTH_ERR,
+        ),
+        (
+            || Reply::status(200, "application/octet-stream", "{ succeeded: false }"),
+            PAM_AUTH_ERR,
+        ),
+        // Anything but exactly a documented answer stays unavailable, whatever it says.
+        (
+            || Reply::status(200, "text/html", "<p>{\"succeeded\": true}</p>"),
+            PAM_AUTHINFO_UNAVAIL,
+        ),
+        (
+            || Reply::status(200, "application/json", "{\"succeeded\": true} x"),
+            PAM_AUTHINFO_UNAVAIL,
+        ),
+    ];
+    for (i, (case, want)) in cases.into_iter().enumerate() {
+        let (rc, _, _s) = against(case, "3");
+        assert_eq!(rc, want, "case {i}");
+    }
+    // The directory, too.
+    let server = Server::start(|req| match req.form().get("cmd").map(String::as_str) {
+        Some("list") => Reply::status(200, "text/html", r#"[{"userName":"john.doe"}]"#),
+        _ => Reply::status(200, "text/html", "{\"succeeded\": false}"),
+    });
+    let svc = line(&server, "account=check");
+    assert_eq!(svc.start("john.doe", None).acct_mgmt(), PAM_SUCCESS);
+    assert_eq!(svc.start("nobody", None).acct_mgmt(), PAM_USER_UNKNOWN);
+}
+
+/// `cmd=list` requests a server received.
+fn directory_reads(server: &Server) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.form().get("cmd").map(String::as_str) == Some("list"))
+        .count()
+}
+
+#[test]
+fn the_directory_is_read_once_per_directory_ttl() {
+    let server = MailStore::new(&[("john.doe", "Passw0rd")]).serve();
+    let svc = line(&server, "account=check directory_ttl=1");
+    for _ in 0..3 {
+        assert_eq!(svc.auth("john.doe", "wrong"), PAM_AUTH_ERR);
+        assert_eq!(svc.auth("nobody", "wrong"), PAM_USER_UNKNOWN);
+        assert_eq!(svc.start("john.doe", None).acct_mgmt(), PAM_SUCCESS);
+    }
+    assert_eq!(directory_reads(&server), 1);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(svc.start("nobody", None).acct_mgmt(), PAM_USER_UNKNOWN);
+    assert_eq!(
+        directory_reads(&server),
+        2,
+        "read again once the interval ended"
+    );
+    // directory_ttl=0: read whenever needed.
+    let svc = line(&server, "account=check directory_ttl=0");
+    assert_eq!(svc.start("john.doe", None).acct_mgmt(), PAM_SUCCESS);
+    assert_eq!(svc.start("john.doe", None).acct_mgmt(), PAM_SUCCESS);
+    assert_eq!(directory_reads(&server), 4);
+}
+
+const DIRECTORY_CHILD: &str = "PAM_MAILAUTH_DIRECTORY_URLS";
+
+/// A directory of just under 16 MiB (the cap) holding john.doe: realistic entries, or the
+/// worst case for what the module keeps (names only, as many as fit).
+fn big_directory(names_only: bool) -> Vec<u8> {
+    const SIZE: usize = 16 * 1024 * 1024 - 4096;
+    let mut out = String::with_capacity(SIZE);
+    out.push_str(r#"[{"userName":"john.doe"}"#);
+    for n in 0.. {
+        let entry = if names_only {
+            format!(r#",{{"userName":"u{n}"}}"#)
+        } else {
+            format!(
+                r#",{{"userName":"user{n:07}","distinguishedName":"CN=User {n:07},OU=Staff,DC=example,DC=com","fullName":"User {n:07}","emailAddresses":["user{n:07}@example.com","u{n}@example.org"]}}"#
+            )
+        };
+        if out.len() + entry.len() + 1 > SIZE {
+            break;
+        }
+        out.push_str(&entry);
+    }
+    out.push(']');
+    out.into_bytes()
+}
+
+/// The child: warms up against a small directory, then lets the big one be read through
+/// refusals and account checks, and prints how much its peak memory grew.
+fn directory_child(urls: &str) {
+    let hwm = || -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    let (small, big) = urls.split_once(' ').unwrap();
+    let warm = Service::module_line(&format!("backend=mailstore url={small} account=check"));
+    assert_eq!(warm.auth("john.doe", "wrong"), PAM_AUTH_ERR);
+    assert_eq!(warm.start("john.doe", None).acct_mgmt(), PAM_SUCCESS);
+    let before = hwm();
+    let svc = Service::module_line(&format!("backend=mailstore url={big} account=check"));
+    for _ in 0..3 {
+        assert_eq!(svc.auth("john.doe", "wrong"), PAM_AUTH_ERR);
+        assert_eq!(svc.auth("nobody", "wrong"), PAM_USER_UNKNOWN);
+        assert_eq!(svc.start("john.doe", None).acct_mgmt(), PAM_SUCCESS);
+        assert_eq!(svc.start("nobody", None).acct_mgmt(), PAM_USER_UNKNOWN);
+    }
+    println!("DIRECTORY-RESULT growth_kib={}", hwm() - before);
+}
+
+#[test]
+fn a_16_mib_directory_costs_under_64_mib_and_is_read_once() {
+    if let Ok(urls) = std::env::var(DIRECTORY_CHILD) {
+        return directory_child(&urls);
+    }
+    let small = MailStore::new(&[("john.doe", "Passw0rd")]).serve();
+    for names_only in [false, true] {
+        let directory = std::sync::Arc::new(big_directory(names_only));
+        let body = directory.clone();
+        let big = Server::start(move |req| match req.form().get("cmd").map(String::as_str) {
+            Some("list") => Reply::status(200, "text/json; charset=utf8", body.to_vec()),
+            _ => Reply::status(200, "text/json; charset=utf8", "{ succeeded: false }"),
+        });
+        let stdout = support::process::rerun_test(
+            "a_16_mib_directory_costs_under_64_mib_and_is_read_once",
+            &[(
+                DIRECTORY_CHILD,
+                format!("{} {}", small.url("/"), big.url("/")),
+            )],
+        );
+        let growth: u64 = stdout
+            .lines()
+            .find_map(|l| l.split_once("DIRECTORY-RESULT growth_kib=").map(|(_, v)| v))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no result from the child: {stdout}"));
+        eprintln!(
+            "directory of {} bytes (names only: {names_only}): peak grew {growth} KiB",
+            directory.len()
+        );
+        assert!(
+            growth < 64 * 1024,
+            "peak memory grew {growth} KiB for a {}-byte directory",
+            directory.len()
+        );
+        assert_eq!(directory_reads(&big), 1, "read once for twelve checks");
+    }
+}

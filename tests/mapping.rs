@@ -48,14 +48,20 @@ fn domain_appends_to_bare_names_only() {
 }
 
 #[test]
-fn lowercase_lowers_the_whole_name_including_non_ascii() {
+fn lowercase_folds_ascii_letters_only() {
     assert_eq!(
         backend_sees("lowercase", "John.DOE@Example.COM"),
         (PAM_SUCCESS, "john.doe@example.com".into())
     );
+    // Outside ASCII nothing is folded: Unicode case rules would merge distinct names (the
+    // Kelvin sign K with k, for one).
     assert_eq!(
         backend_sees("lowercase", "ÜLLA@EXAMPLE.COM").1,
-        "ülla@example.com"
+        "Ülla@example.com"
+    );
+    assert_eq!(
+        backend_sees("lowercase", "\u{212A}ATE@EXAMPLE.COM").1,
+        "\u{212A}ate@example.com"
     );
 }
 

@@ -100,7 +100,7 @@ impl<'a> Kopano<'a> {
         let Some(stored) = &record.hash else {
             // kopano-server with auth_method=plugin would refuse too; say why.
             self.warn(NO_PASSWORD_STORED);
-            return Verdict::Refused;
+            return Verdict::WrongPassword;
         };
         if is_encrypted(stored.expose()) {
             return Verdict::Unavailable(
@@ -110,10 +110,11 @@ impl<'a> Kopano<'a> {
                     .into(),
             );
         }
+        // The store holds this user's row: a mismatch is a wrong password for a known user.
         if hash::check(stored.expose().as_bytes(), password.expose().as_bytes()) {
             Verdict::Accepted
         } else {
-            Verdict::Refused
+            Verdict::WrongPassword
         }
     }
 

@@ -1,19 +1,27 @@
 //! MailStore "Application Integration" endpoint (protocols.md; seed 000).
 //!
 //! `POST url` with a form body: `cmd=auth&user=U&pass=P` answers `{"succeeded": true|false}`,
-//! which MailStore's own examples print as `{ succeeded: true }` (an unquoted key) and serve as
-//! `text/json`. `cmd=list` returns the user directory, consulted only with `account=check`: by
-//! the account phase, and after a refused `cmd=auth` to tell an unknown user from a wrong
+//! which MailStore's own examples print as `{ succeeded: true }` (an unquoted key, read by
+//! `jsobject`) and serve as `text/json`. The body decides, not the Content-Type: MailStore
+//! reads the body, and hand-written endpoints serve the right body as `text/html`.
+//! `cmd=list` returns the user directory (`directory`), consulted only with `account=check`:
+//! by the account phase, and after a refused `cmd=auth` to tell an unknown user from a wrong
 //! password. The endpoint may demand Basic credentials (`http_user`/`http_password`).
+
+mod directory;
 
 use super::{Answer, Backend};
 use crate::http::{self, failover, form_encode, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
+use crate::jsobject;
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::StatusCode;
+use std::sync::Arc;
 use zeroize::Zeroizing;
+
+pub use directory::Directory;
 
 /// The `cmd=list` directory grows with the user count: a separate, larger cap.
 const DIRECTORY_BODY_CAP: u64 = 16 * 1024 * 1024;
@@ -64,28 +72,42 @@ impl<'a> Mailstore<'a> {
                 status.as_u16()
             )));
         }
-        let json_like = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|ct| ct.to_ascii_lowercase().contains("json"));
-        if !json_like {
-            return Err(Attempt::NextUrl("answer is not JSON (Content-Type)".into()));
-        }
         read_capped(response, cap, deadline).map_err(Attempt::NextUrl)
     }
 }
 
 impl Mailstore<'_> {
+    /// The directory: this process's copy if read within `directory_ttl`, else read from
+    /// `url` (and kept for the next checks).
+    fn directory(
+        &self,
+        client: &Client,
+        url: &str,
+        deadline: &Deadline,
+    ) -> Result<Arc<Directory>, String> {
+        directory::shared(self.opts, || {
+            let body =
+                match self.exchange(client, url, "cmd=list".into(), DIRECTORY_BODY_CAP, deadline) {
+                    Ok(body) => body,
+                    Err(Attempt::NextUrl(why)) => return Err(why),
+                    Err(Attempt::Answer(_)) => return Err("no directory".into()),
+                };
+            Directory::parse(&body)
+                .ok_or_else(|| "cmd=list answer is not a JSON array of users".to_string())
+        })
+    }
+
     /// `cmd=auth` said no. With `account=check` the directory tells an unknown user from a
-    /// wrong password (for `ignore_unknown_user`); if it cannot be read, it stays a plain no.
+    /// wrong password (for `ignore_unknown_user`, and so that log lines may name a user who
+    /// exists); if it cannot be read, it stays a plain no.
     fn refusal(&self, client: &Client, url: &str, user: &str, deadline: &Deadline) -> Verdict {
         if !self.opts.account_check {
             return Verdict::Refused;
         }
-        match self.exchange(client, url, "cmd=list".into(), DIRECTORY_BODY_CAP, deadline) {
-            Ok(answer) if directory_has_user(&answer, user) == Some(false) => Verdict::UnknownUser,
-            _ => Verdict::Refused,
+        match self.directory(client, url, deadline) {
+            Ok(directory) if directory.contains(user) => Verdict::WrongPassword,
+            Ok(_) => Verdict::UnknownUser,
+            Err(_) => Verdict::Refused,
         }
     }
 }
@@ -125,50 +147,31 @@ impl Backend for Mailstore<'_> {
             return None;
         }
         let answer = failover(self.opts, |client, url, deadline| {
-            match self.exchange(client, url, "cmd=list".into(), DIRECTORY_BODY_CAP, deadline) {
-                Ok(answer) => match directory_has_user(&answer, user) {
-                    Some(true) => Attempt::Answer(Verdict::Accepted),
-                    Some(false) => Attempt::Answer(Verdict::UnknownUser),
-                    None => Attempt::NextUrl("cmd=list answer is not a JSON array of users".into()),
-                },
-                Err(attempt) => attempt,
+            match self.directory(client, url, deadline) {
+                Ok(directory) if directory.contains(user) => Attempt::Answer(Verdict::Accepted),
+                Ok(_) => Attempt::Answer(Verdict::UnknownUser),
+                Err(why) => Attempt::NextUrl(why),
             }
         });
         Some(answer)
     }
 }
 
-/// `Some(b)` for exactly the forms the protocol document shows: strict JSON with a boolean
-/// `succeeded`, or the document's own `{ succeeded: true }`. Anything else is `None`.
+/// `Some(b)` for exactly the answers the protocol document shows: one member, a boolean
+/// `succeeded`, with the key quoted (strict JSON) or not (`{ succeeded: true }`). Anything
+/// else, duplicate keys included, is `None`.
 pub fn parse_auth_answer(body: &[u8]) -> Option<bool> {
-    let text = std::str::from_utf8(body).ok()?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) {
-        return map.get("succeeded")?.as_bool();
+    let answer = jsobject::parse_object(body)?;
+    if answer.len() != 1 {
+        return None;
     }
-    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?.trim();
-    let value = inner
-        .strip_prefix("succeeded")?
-        .trim_start()
-        .strip_prefix(':')?
-        .trim();
-    match value {
-        "true" => Some(true),
-        "false" => Some(false),
-        _ => None,
-    }
+    answer.bool("succeeded")
 }
 
-/// Whether the `cmd=list` directory holds this user (names compared case-insensitively, as
-/// MailStore does); `None` when the answer is not a directory.
+/// Whether the `cmd=list` directory holds this user; `None` when the answer is not a
+/// directory. For the fuzz target: the backend keeps the parsed `Directory` instead.
 pub fn directory_has_user(body: &[u8], user: &str) -> Option<bool> {
-    let list: Vec<serde_json::Value> = serde_json::from_slice(body).ok()?;
-    let mut found = false;
-    for entry in &list {
-        let name = entry.get("userName")?.as_str()?;
-        found |= name.to_lowercase() == user.to_lowercase();
-    }
-    Some(found)
+    Directory::parse(body).map(|d| d.contains(user))
 }
 
 #[cfg(test)]
@@ -192,6 +195,9 @@ mod tests {
             b"{\"succeeded\": 1}",
             b"{ succeeded: yes }",
             b"{ succeeded: true, extra }",
+            b"{ succeeded: true, extra: 1 }",
+            b"{\"succeeded\":false,\"succeeded\":true}",
+            b"{ succeeded: false, \"succeeded\": true }",
             b"{\"ok\": true}",
             b"<html>succeeded: true</html>",
             b"[true]",

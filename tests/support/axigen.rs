@@ -23,8 +23,9 @@ pub enum Body {
     Document,
     /// The same in strict JSON.
     Strict,
-    /// No body: the 303 and its headers only.
-    Empty,
+    /// No body: the 303 and its headers only. Not what Axigen answers to `custom=ajax`
+    /// (protocols.md, "What the real servers do"): for the test that keys alone are no yes.
+    HeadersOnly,
 }
 
 #[derive(Default)]

@@ -17,6 +17,7 @@ pub const PAM_USER_UNKNOWN: i32 = 10;
 pub const PAM_CONV_ERR: i32 = 19;
 pub const PAM_IGNORE: i32 = 25;
 
+const PAM_USER: c_int = 2;
 const PAM_RHOST: c_int = 4;
 
 #[repr(C)]
@@ -50,6 +51,7 @@ extern "C" {
     fn pam_open_session(pamh: *mut c_void, flags: c_int) -> c_int;
     fn pam_close_session(pamh: *mut c_void, flags: c_int) -> c_int;
     fn pam_set_item(pamh: *mut c_void, item: c_int, value: *const c_void) -> c_int;
+    fn pam_get_item(pamh: *const c_void, item: c_int, value: *mut *const c_void) -> c_int;
     fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
 }
 
@@ -151,6 +153,25 @@ impl Transaction {
     pub fn set_rhost(&mut self, rhost: &str) {
         let v = CString::new(rhost).unwrap();
         unsafe { pam_set_item(self.pamh, PAM_RHOST, v.as_ptr() as *const c_void) };
+    }
+
+    /// Sets PAM_USER to these bytes (any encoding: a Latin-1 client, say; empty allowed).
+    pub fn set_user_bytes(&mut self, user: &[u8]) {
+        let v = CString::new(user).unwrap();
+        let rc = unsafe { pam_set_item(self.pamh, PAM_USER, v.as_ptr() as *const c_void) };
+        assert_eq!(rc, PAM_SUCCESS, "pam_set_item(PAM_USER)");
+    }
+
+    /// PAM_USER as it stands now (what a host reads after pam_authenticate).
+    pub fn user(&self) -> Option<String> {
+        let mut item: *const c_void = ptr::null();
+        let rc = unsafe { pam_get_item(self.pamh, PAM_USER, &mut item) };
+        (rc == PAM_SUCCESS && !item.is_null()).then(|| c_str(item as *const c_char))
+    }
+
+    /// What the conversation answers from now on; `None` makes it fail (PAM_CONV_ERR).
+    pub fn set_password(&mut self, password: Option<&str>) {
+        self.data.password = password.map(|p| CString::new(p).unwrap());
     }
 
     pub fn authenticate(&mut self) -> i32 {
