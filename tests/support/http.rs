@@ -258,8 +258,31 @@ fn serve(
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        if !answer(&mut writer, handler(&req), stop) {
-            return;
+        match handler(&req) {
+            // A HEAD answer has no body on the wire, whatever its Content-Length says: bytes
+            // written after it would be read as the start of the next answer on a kept-alive
+            // connection.
+            Reply::Http {
+                status,
+                headers,
+                body,
+            } if req.method == "HEAD" => {
+                let mut head = Vec::new();
+                let _ = write_answer(&mut head, status, &headers, &body);
+                head.truncate(head.len() - body.len());
+                if writer
+                    .write_all(&head)
+                    .and_then(|_| writer.flush())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            reply => {
+                if !answer(&mut writer, reply, stop) {
+                    return;
+                }
+            }
         }
     }
 }
