@@ -351,6 +351,7 @@ pub fn config_digest(key: &[u8; 32], opts: &Options) -> Mac {
         config: _,
         timeout: _,
         connect_timeout: _,
+        offline_interval: _,
         cafile,
         password_source: _,
         mapping,

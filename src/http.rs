@@ -1,16 +1,27 @@
 //! The HTTP layer every HTTP backend shares: one kept-alive client per configuration and
-//! process, timeouts, verified TLS, no redirects, capped bodies, and ordered failover.
+//! process, one deadline per URL tried, verified TLS, no redirects, capped bodies, ordered
+//! failover, and skipping URLs marked offline (`crate::offline`).
+//!
+//! The time bound: `failover` gives each URL one [`Deadline`] of `timeout=`, and every
+//! request of that check against that URL (a login and its logout, a refusal and the
+//! directory read after it, a 401 and the token check after it) draws on what is left of it,
+//! from name resolution, connect and TLS to the last byte of the answer. A check therefore
+//! ends within `timeout=` plus a small slack per URL tried: the CPU work after the last byte
+//! (parsing an answer that is capped in size). Setting up the client on first use counts
+//! against the deadline.
 
 use crate::backend::Answer;
+use crate::offline;
 use crate::options::Options;
 use crate::verdict::Verdict;
 use once_cell::sync::Lazy;
 use reqwest::blocking::{Client, RequestBuilder, Response};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Every auth answer and a WebMail login page fit in this; more is a broken or hostile server.
 pub const AUTH_BODY_CAP: u64 = 64 * 1024;
@@ -45,7 +56,10 @@ struct Pooled {
 /// set-up and connection pools are paid once, not per authentication.
 static CLIENTS: Lazy<Mutex<HashMap<ClientKey, Pooled>>> = Lazy::new(|| Mutex::new(HashMap::new()));
 
-/// The client for this configuration in this process, built on first use.
+/// The client for this configuration in this process, built on first use. A client is never
+/// dropped while its process lives (hyper itself drops connections that failed): dropping
+/// one joins its runtime thread, which waits for any name lookup still running there, for
+/// as long as the resolver's own timeouts, past any deadline of ours.
 pub fn client(key: &ClientKey) -> Result<Client, Verdict> {
     let pid = std::process::id();
     // A pool lock still held after fork() by a thread that no longer exists must not hang
@@ -74,18 +88,6 @@ pub fn client(key: &ClientKey) -> Result<Client, Verdict> {
         }
     }
     Ok(client)
-}
-
-/// Drops the pooled client after a transport error so the next attempt starts clean.
-pub fn discard(key: &ClientKey) {
-    let Some(mut pool) = crate::lock::lock_briefly(&CLIENTS) else {
-        return;
-    };
-    if let Some(p) = pool.remove(key) {
-        if p.pid != std::process::id() {
-            std::mem::forget(p);
-        }
-    }
 }
 
 fn build(key: &ClientKey) -> Result<Client, Verdict> {
@@ -134,17 +136,100 @@ pub enum Attempt {
     NextUrl(String),
 }
 
+/// The time one URL has for everything one check asks of it (`timeout=` from the moment
+/// `failover` turns to that URL), and whether the transport found it offline: silent past
+/// the deadline, or refusing connections.
+#[derive(Debug)]
+pub struct Deadline {
+    at: Instant,
+    timeout: Duration,
+    offline: Cell<bool>,
+}
+
+impl Deadline {
+    /// `timeout` from now.
+    pub fn start(timeout: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + timeout,
+            timeout,
+            offline: Cell::new(false),
+        }
+    }
+
+    /// What is left; `None` once it is spent.
+    pub fn left(&self) -> Option<Duration> {
+        self.at
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    }
+
+    /// The words for a deadline that passed.
+    fn passed(&self) -> String {
+        format!("no answer within {:?} (timeout=)", self.timeout)
+    }
+
+    /// Whether the server timed out or refused the connection during this attempt.
+    pub fn found_offline(&self) -> bool {
+        self.offline.get()
+    }
+
+    fn note(&self, err: &reqwest::Error) {
+        if err.is_timeout() || refused_or_unreachable(err) {
+            self.offline.set(true);
+        }
+    }
+}
+
+/// A connection the network refused outright (nothing listens, no route): the server is
+/// down, as opposed to a TLS or protocol failure, which would repeat on every try alike.
+fn refused_or_unreachable(err: &reqwest::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionRefused, HostUnreachable, NetworkUnreachable};
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                ConnectionRefused | HostUnreachable | NetworkUnreachable
+            ) {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// Tries each URL in order until one gives a definite answer. A refusal is definite: asking
 /// the next server after a "no" would turn failover into a second guess at the password.
-pub fn failover(opts: &Options, mut attempt: impl FnMut(&Client, &str) -> Attempt) -> Answer {
+/// Each URL gets its own [`Deadline`]; URLs marked offline are skipped without being asked,
+/// and a URL that times out or refuses the connection is marked so (`offline_interval=`).
+pub fn failover(
+    opts: &Options,
+    mut attempt: impl FnMut(&Client, &str, &Deadline) -> Attempt,
+) -> Answer {
     let key = ClientKey::of(opts);
     let mut failures = Vec::new();
     for url in &opts.urls {
+        if let Some(skip) = offline::skip(&key, url, opts.offline_interval, opts.timeout) {
+            failures.push(format!("{}: {skip}", host_of(url)));
+            continue;
+        }
+        // Started before the client is fetched: building one on first use (a runtime thread,
+        // the TLS context) counts against the same bound.
+        let deadline = Deadline::start(opts.timeout);
         let client = match client(&key) {
             Ok(c) => c,
             Err(v) => return v.into(),
         };
-        match attempt(&client, url) {
+        let outcome = attempt(&client, url, &deadline);
+        // Only a URL that gave no answer is marked: a logout or a directory read that timed
+        // out after a definite answer leaves the server in service.
+        let down = match &outcome {
+            Attempt::NextUrl(why) if deadline.found_offline() => Some(why.as_str()),
+            _ => None,
+        };
+        let marked = offline::record(&key, url, down, opts.offline_interval);
+        match outcome {
             Attempt::Answer(verdict) => {
                 if !failures.is_empty() {
                     // A definite answer after failover: keep the skipped servers' reasons.
@@ -159,7 +244,10 @@ pub fn failover(opts: &Options, mut attempt: impl FnMut(&Client, &str) -> Attemp
                     endpoint: Some(host_of(url)),
                 };
             }
-            Attempt::NextUrl(why) => failures.push(format!("{}: {why}", host_of(url))),
+            Attempt::NextUrl(why) => failures.push(match marked {
+                Some(note) => format!("{}: {why}; {note}", host_of(url)),
+                None => format!("{}: {why}", host_of(url)),
+            }),
         }
     }
     let summary = if failures.is_empty() {
@@ -171,9 +259,9 @@ pub fn failover(opts: &Options, mut attempt: impl FnMut(&Client, &str) -> Attemp
 }
 
 /// Words for a transport error, free of the URL (a GET login would carry the password in it).
-pub fn describe(err: &reqwest::Error, opts: &Options) -> String {
+pub fn describe(err: &reqwest::Error, deadline: &Deadline) -> String {
     if err.is_timeout() {
-        format!("no answer within {:?}", opts.timeout)
+        deadline.passed()
     } else if err.is_connect() {
         // The innermost cause, unless an outer one says the same and more: the TLS layer
         // adds why a certificate failed verification ("(Hostname mismatch)").
@@ -198,23 +286,24 @@ pub fn describe(err: &reqwest::Error, opts: &Options) -> String {
     }
 }
 
-/// Sends one request with the attempt's whole deadline (connect to last body byte). Set per
-/// request, the timeout reaches reqwest's async core, which bounds the body too; the client's
-/// own timeout would bound each read separately, so a server dripping one byte at a time
-/// could hold a login for ever.
-pub fn send(request: RequestBuilder, opts: &Options) -> Result<Response, Attempt> {
-    request.timeout(opts.timeout).send().map_err(|err| {
-        let why = describe(&err, opts);
-        if !err.is_timeout() {
-            // The failure may have poisoned pooled connections: start clean next time.
-            discard(&ClientKey::of(opts));
-        }
-        Attempt::NextUrl(why)
+/// Sends one request with what is left of the attempt's deadline. Set per request, the
+/// timeout reaches reqwest's async core, which bounds everything from name resolution to the
+/// last byte of the body (`read_capped` reads within it); the client's own timeout would
+/// bound each read separately, so a server dripping one byte at a time could hold a login
+/// for ever. A spent deadline sends nothing.
+pub fn send(request: RequestBuilder, deadline: &Deadline) -> Result<Response, Attempt> {
+    let Some(left) = deadline.left() else {
+        return Err(Attempt::NextUrl(deadline.passed()));
+    };
+    request.timeout(left).send().map_err(|err| {
+        deadline.note(&err);
+        Attempt::NextUrl(describe(&err, deadline))
     })
 }
 
-/// Reads at most `cap` bytes of body; more than that is an error, not a truncation.
-pub fn read_capped(response: Response, cap: u64, opts: &Options) -> Result<Vec<u8>, String> {
+/// Reads at most `cap` bytes of body; more than that is an error, not a truncation. The
+/// request's deadline (set by `send`) bounds the reading.
+pub fn read_capped(response: Response, cap: u64, deadline: &Deadline) -> Result<Vec<u8>, String> {
     if let Some(len) = response.content_length() {
         if len > cap {
             return Err(format!(
@@ -229,13 +318,17 @@ pub fn read_capped(response: Response, cap: u64, opts: &Options) -> Result<Vec<u
         Ok(_) => Ok(body),
         Err(e) => {
             let inner = e.get_ref().and_then(|r| r.downcast_ref::<reqwest::Error>());
-            Err(match inner {
-                Some(re) => describe(re, opts),
-                None if e.kind() == std::io::ErrorKind::TimedOut => {
-                    format!("no answer within {:?}", opts.timeout)
+            match inner {
+                Some(re) => {
+                    deadline.note(re);
+                    Err(describe(re, deadline))
                 }
-                None => format!("reading the answer: {e}"),
-            })
+                None if e.kind() == std::io::ErrorKind::TimedOut => {
+                    deadline.offline.set(true);
+                    Err(deadline.passed())
+                }
+                None => Err(format!("reading the answer: {e}")),
+            }
         }
     }
 }

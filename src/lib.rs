@@ -15,11 +15,13 @@ pub mod http;
 pub mod jsobject;
 pub mod lock;
 pub mod offhost;
+pub mod offline;
 pub mod options;
 pub mod pam;
 pub mod runtime;
 pub mod secret;
 pub mod sql;
+pub mod sigpipe;
 pub mod trusted_file;
 pub mod verdict;
 
@@ -51,6 +53,9 @@ unsafe fn hook(
     argv: *const *const c_char,
     body: fn(&dyn Host, &[String]) -> PamError,
 ) -> c_int {
+    // Every write of the module, on this thread and on the threads it starts here, happens
+    // with SIGPIPE blocked; one raised meanwhile is taken back before the host's mask returns.
+    let _sigpipe = sigpipe::Blocked::here();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let host = LibPam(pamh);
         match arguments(argc, argv) {

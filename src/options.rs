@@ -106,6 +106,9 @@ pub struct Options {
     pub config: Option<PathBuf>,
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// How long a URL that timed out or refused the connection is skipped (`crate::offline`);
+    /// zero turns offline marking off.
+    pub offline_interval: Duration,
     pub cafile: Option<PathBuf>,
     pub password_source: PasswordSource,
     pub mapping: UserMapping,
@@ -174,8 +177,9 @@ impl Default for Options {
             backend: BackendKind::Mailstore,
             urls: Vec::new(),
             config: None,
-            timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
+            offline_interval: Duration::from_secs(30),
             cafile: None,
             password_source: PasswordSource::Prompt,
             mapping: UserMapping::default(),
@@ -341,6 +345,9 @@ impl Builder {
             "url" => self.push_url(need("https://host/path")?, origin)?,
             "timeout" => o.timeout = seconds(key, need("SECONDS")?)?,
             "connect_timeout" => o.connect_timeout = seconds(key, need("SECONDS")?)?,
+            "offline_interval" => {
+                o.offline_interval = Duration::from_secs(number(key, need("SECONDS")?, 0, 3600)?)
+            }
             "cafile" => o.cafile = Some(PathBuf::from(need("/path/to/ca.pem")?)),
             "use_first_pass" => {
                 flag(key, value)?;
@@ -664,7 +671,8 @@ mod tests {
     fn minimal_mailstore_line() {
         let o = parsed(&["backend=mailstore", "url=https://a.example/x"]);
         assert_eq!(o.backend, BackendKind::Mailstore);
-        assert_eq!(o.timeout, Duration::from_secs(10));
+        assert_eq!(o.timeout, Duration::from_secs(5));
+        assert_eq!(o.offline_interval, Duration::from_secs(30));
         assert_eq!(o.connect_timeout, Duration::from_secs(3));
     }
 

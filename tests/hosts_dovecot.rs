@@ -68,9 +68,12 @@ fn imap_logins_through_dovecot_pam_passdb_with_sessions() {
             store.answer(req)
         }
     });
+    // offline_interval=0: this fake hangs for one user only, and offline marking
+    // (tests/offline.rs) would rightly take the whole URL out of that auth worker for the
+    // logins that follow.
     let imap = Example::load("imap")
         .mailstore(&backend.url(PATH))
-        .with("index.php\n", "index.php timeout=2\n");
+        .with("index.php\n", "index.php timeout=2 offline_interval=0\n");
     let dovecot = Dovecot::start("imap", &imap.text, "session=yes imap");
     capture.watch_session(dovecot.session());
     eprintln!("dovecot up after {:?}", started.elapsed());

@@ -79,12 +79,16 @@ fn smtp_auth_through_postfix_cyrus_sasl_and_saslauthd() {
             store.answer(req)
         }
     });
-    let smtp = Example::load("smtp")
-        .mailstore(&backend.url(PATH))
-        .with("index.php\n", "index.php domain=example.test timeout=2\n");
+    // offline_interval=0: this fake hangs for one user only, and offline marking
+    // (tests/offline.rs) would rightly take the whole URL out of that saslauthd worker for
+    // the AUTHs that follow.
+    let smtp = Example::load("smtp").mailstore(&backend.url(PATH)).with(
+        "index.php\n",
+        "index.php domain=example.test timeout=2 offline_interval=0\n",
+    );
     let as_is = Example::load("smtp")
         .mailstore(&backend.url(PATH))
-        .with("index.php\n", "index.php timeout=2\n");
+        .with("index.php\n", "index.php timeout=2 offline_interval=0\n");
     let syslog = [("PAM_WRAPPER_USE_SYSLOG", "1")];
     let saslauthd = |realm| {
         Saslauthd::start_with_env(

@@ -19,7 +19,7 @@
 //! failed logout is a warning, not a different verdict.
 
 use super::{Answer, Backend};
-use crate::http::{self, failover, form_encode, read_capped, Attempt, AUTH_BODY_CAP};
+use crate::http::{self, failover, form_encode, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
 use crate::jsobject;
 use crate::options::{AxigenApi, LoginMethod, Options};
 use crate::secret::Secret;
@@ -55,7 +55,14 @@ impl<'a> Axigen<'a> {
     }
 
     /// One WebMail login against one URL (the WebMail root).
-    fn webmail_login(&self, client: &Client, root: &str, user: &str, password: &Secret) -> Attempt {
+    fn webmail_login(
+        &self,
+        client: &Client,
+        root: &str,
+        user: &str,
+        password: &Secret,
+        deadline: &Deadline,
+    ) -> Attempt {
         let Ok(root_url) = Url::parse(root) else {
             return Attempt::NextUrl("url is not a URL".into());
         };
@@ -79,7 +86,7 @@ impl<'a> Axigen<'a> {
             }
         };
         drop(fields);
-        let response = match http::send(request, self.opts) {
+        let response = match http::send(request, deadline) {
             Ok(r) => r,
             Err(attempt) => return attempt,
         };
@@ -98,13 +105,13 @@ impl<'a> Axigen<'a> {
         // Keys are read before the body: whatever happens next, a session the server opened
         // is closed again.
         let keys = SessionKeys::from_headers(response.headers(), &root_url);
-        let body = read_capped(response, AUTH_BODY_CAP, self.opts);
+        let body = read_capped(response, AUTH_BODY_CAP, deadline);
         let attempt = match &body {
             Err(why) => Attempt::NextUrl(why.clone()),
             Ok(body) => Attempt::Answer(decide(body)),
         };
         match (&keys, &attempt) {
-            (Some(keys), _) => self.logout(client, &root_url, keys),
+            (Some(keys), _) => self.logout(client, &root_url, keys, deadline),
             (None, Attempt::Answer(Verdict::Accepted)) => self.warn(format!(
                 "WebMail session on {} may be left open: the login answer carried no \
                  _hmail cookie and _h key to log out with",
@@ -116,9 +123,9 @@ impl<'a> Axigen<'a> {
     }
 
     /// Ends a WebMail session: `action=logout` with its `_h` key (in the query, where WebMail
-    /// expects it) and its `_hmail` cookie, bounded by the same timeout. Never changes the
-    /// verdict; a failure becomes a warning.
-    fn logout(&self, client: &Client, root: &Url, keys: &SessionKeys) {
+    /// expects it) and its `_hmail` cookie, within what is left of the login's deadline. Never
+    /// changes the verdict; a failure becomes a warning.
+    fn logout(&self, client: &Client, root: &Url, keys: &SessionKeys, deadline: &Deadline) {
         let mut url = root.clone();
         url.set_query(Some(&format!(
             "_h={}&action=logout",
@@ -127,13 +134,13 @@ impl<'a> Axigen<'a> {
         let request = client
             .get(url)
             .header(COOKIE, format!("_hmail={}", keys.cookie_key));
-        let outcome = match http::send(request, self.opts) {
+        let outcome = match http::send(request, deadline) {
             Err(Attempt::NextUrl(why)) => Err(why),
             Err(Attempt::Answer(_)) => Err("no answer".into()),
             Ok(response) => {
                 let status = response.status();
                 // Drain (capped) so the connection can be reused; the content is not needed.
-                let _ = read_capped(response, AUTH_BODY_CAP, self.opts);
+                let _ = read_capped(response, AUTH_BODY_CAP, deadline);
                 if status.is_client_error() || status.is_server_error() {
                     Err(format!("logout answered HTTP {}", status.as_u16()))
                 } else {
@@ -151,7 +158,14 @@ impl<'a> Axigen<'a> {
     }
 
     /// One Mailbox API login against one URL (the Axigen root).
-    fn rest_login(&self, client: &Client, root: &str, user: &str, password: &Secret) -> Attempt {
+    fn rest_login(
+        &self,
+        client: &Client,
+        root: &str,
+        user: &str,
+        password: &Secret,
+        deadline: &Deadline,
+    ) -> Attempt {
         let Some(url) = rest_login_url(root) else {
             return Attempt::NextUrl("url is not a URL".into());
         };
@@ -159,15 +173,15 @@ impl<'a> Axigen<'a> {
         let request = client
             .post(url.clone())
             .basic_auth(user, Some(password.expose()));
-        let response = match http::send(request, self.opts) {
+        let response = match http::send(request, deadline) {
             Ok(r) => r,
             Err(attempt) => return attempt,
         };
         match response.status() {
-            StatusCode::OK => match read_capped(response, AUTH_BODY_CAP, self.opts) {
+            StatusCode::OK => match read_capped(response, AUTH_BODY_CAP, deadline) {
                 Ok(body) => match parse_rest_answer(&body) {
                     Some(sessid) => {
-                        self.rest_logout(client, &url, &Secret::new(sessid));
+                        self.rest_logout(client, &url, &Secret::new(sessid), deadline);
                         Attempt::Answer(Verdict::Accepted)
                     }
                     None => Attempt::NextUrl("HTTP 200 without a session id (sessid)".into()),
@@ -187,18 +201,18 @@ impl Axigen<'_> {
     /// Ends a Mailbox API session: `POST /api/v1/logout` with `X-Axigen-Session`, through
     /// `http::send` like every request (same time bound). Never changes the verdict; a failure
     /// becomes a warning.
-    fn rest_logout(&self, client: &Client, login_url: &Url, sessid: &Secret) {
+    fn rest_logout(&self, client: &Client, login_url: &Url, sessid: &Secret, deadline: &Deadline) {
         let url = rest_logout_url(login_url);
         let request = client
             .post(url)
             .header(REST_SESSION_HEADER, sessid.expose());
-        let outcome = match http::send(request, self.opts) {
+        let outcome = match http::send(request, deadline) {
             Err(Attempt::NextUrl(why)) => Err(why),
             Err(Attempt::Answer(_)) => Err("no answer".into()),
             Ok(response) => {
                 let status = response.status();
                 // Drain (capped) so the connection can be reused; the content is not needed.
-                let _ = read_capped(response, AUTH_BODY_CAP, self.opts);
+                let _ = read_capped(response, AUTH_BODY_CAP, deadline);
                 if status.is_success() {
                     Ok(())
                 } else {
@@ -219,8 +233,8 @@ impl Axigen<'_> {
 impl Backend for Axigen<'_> {
     fn verify(&self, user: &str, password: &Secret) -> Answer {
         match self.opts.api {
-            AxigenApi::Webmail => failover(self.opts, |client, url| {
-                self.webmail_login(client, url, user, password)
+            AxigenApi::Webmail => failover(self.opts, |client, url, deadline| {
+                self.webmail_login(client, url, user, password, deadline)
             }),
             AxigenApi::Rest => {
                 if user.contains(':') {
@@ -233,8 +247,8 @@ impl Backend for Axigen<'_> {
                     );
                     return Verdict::Refused.into();
                 }
-                failover(self.opts, |client, url| {
-                    self.rest_login(client, url, user, password)
+                failover(self.opts, |client, url, deadline| {
+                    self.rest_login(client, url, user, password, deadline)
                 })
             }
         }

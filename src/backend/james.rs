@@ -12,7 +12,7 @@
 //! `Password:` header; a read-only password is refused on POST with 403); or nothing at all
 //! (no `token`, no header).
 use super::{Answer, Backend};
-use crate::http::{self, failover, read_capped, Attempt, AUTH_BODY_CAP};
+use crate::http::{self, failover, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
@@ -44,18 +44,24 @@ impl<'a> James<'a> {
         client: &Client,
         base: &str,
         user: &str,
+        deadline: &Deadline,
     ) -> Result<StatusCode, Attempt> {
         let request = self.authorized(client.head(user_url(base, user, "")));
-        let response = http::send(request, self.opts)?;
+        let response = http::send(request, deadline)?;
         match response.status() {
             s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(token_refused(s)),
             status => Ok(status),
         }
     }
 
-    fn token_accepted(&self, client: &Client, base: &str) -> Result<(), Attempt> {
+    fn token_accepted(
+        &self,
+        client: &Client,
+        base: &str,
+        deadline: &Deadline,
+    ) -> Result<(), Attempt> {
         // Any name will do: only the token is being checked.
-        self.account_status(client, base, "pam_mailauth-token-check")
+        self.account_status(client, base, "pam_mailauth-token-check", deadline)
             .map(|_| ())
     }
 }
@@ -88,24 +94,24 @@ fn unexpected(status: StatusCode) -> Attempt {
 impl Backend for James<'_> {
     fn verify(&self, user: &str, password: &Secret) -> Answer {
         let body = Secret::new(serde_json::json!({ "password": password.expose() }).to_string());
-        failover(self.opts, |client, base| {
+        failover(self.opts, |client, base, deadline| {
             let request = self
                 .authorized(client.post(user_url(base, user, "/verify")))
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.expose().to_string());
-            let response = match http::send(request, self.opts) {
+            let response = match http::send(request, deadline) {
                 Ok(r) => r,
                 Err(attempt) => return attempt,
             };
             let status = response.status();
             // Drain (bounded) so the kept-alive connection can be reused.
-            let _ = read_capped(response, AUTH_BODY_CAP, self.opts);
+            let _ = read_capped(response, AUTH_BODY_CAP, deadline);
             match status {
                 StatusCode::NO_CONTENT => Attempt::Answer(Verdict::Accepted),
                 // 401 is James's answer for a wrong password or an unknown user, but also for a
                 // bad webadmin token: one HEAD with the same token tells them apart, so an
                 // expired token is "unavailable", not every user's wrong password.
-                StatusCode::UNAUTHORIZED => match self.token_accepted(client, base) {
+                StatusCode::UNAUTHORIZED => match self.token_accepted(client, base, deadline) {
                     Ok(()) => Attempt::Answer(Verdict::Refused),
                     Err(attempt) => attempt,
                 },
@@ -118,8 +124,8 @@ impl Backend for James<'_> {
     }
 
     fn account(&self, user: &str) -> Option<Answer> {
-        Some(failover(self.opts, |client, base| {
-            match self.account_status(client, base, user) {
+        Some(failover(self.opts, |client, base, deadline| {
+            match self.account_status(client, base, user, deadline) {
                 Ok(StatusCode::OK | StatusCode::NO_CONTENT) => Attempt::Answer(Verdict::Accepted),
                 // 400: not a valid James user name, so no such user can exist.
                 Ok(StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST) => {

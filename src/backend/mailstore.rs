@@ -11,7 +11,7 @@
 mod directory;
 
 use super::{Answer, Backend};
-use crate::http::{self, failover, form_encode, read_capped, Attempt, AUTH_BODY_CAP};
+use crate::http::{self, failover, form_encode, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
 use crate::jsobject;
 use crate::options::Options;
 use crate::secret::Secret;
@@ -56,8 +56,9 @@ impl<'a> Mailstore<'a> {
         url: &str,
         body: String,
         cap: u64,
+        deadline: &Deadline,
     ) -> Result<Vec<u8>, Attempt> {
-        let response = http::send(self.post(client, url, body), self.opts)?;
+        let response = http::send(self.post(client, url, body), deadline)?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(Attempt::NextUrl(format!(
@@ -71,20 +72,26 @@ impl<'a> Mailstore<'a> {
                 status.as_u16()
             )));
         }
-        read_capped(response, cap, self.opts).map_err(Attempt::NextUrl)
+        read_capped(response, cap, deadline).map_err(Attempt::NextUrl)
     }
 }
 
 impl Mailstore<'_> {
     /// The directory: this process's copy if read within `directory_ttl`, else read from
     /// `url` (and kept for the next checks).
-    fn directory(&self, client: &Client, url: &str) -> Result<Arc<Directory>, String> {
+    fn directory(
+        &self,
+        client: &Client,
+        url: &str,
+        deadline: &Deadline,
+    ) -> Result<Arc<Directory>, String> {
         directory::shared(self.opts, || {
-            let body = match self.exchange(client, url, "cmd=list".into(), DIRECTORY_BODY_CAP) {
-                Ok(body) => body,
-                Err(Attempt::NextUrl(why)) => return Err(why),
-                Err(Attempt::Answer(_)) => return Err("no directory".into()),
-            };
+            let body =
+                match self.exchange(client, url, "cmd=list".into(), DIRECTORY_BODY_CAP, deadline) {
+                    Ok(body) => body,
+                    Err(Attempt::NextUrl(why)) => return Err(why),
+                    Err(Attempt::Answer(_)) => return Err("no directory".into()),
+                };
             Directory::parse(&body)
                 .ok_or_else(|| "cmd=list answer is not a JSON array of users".to_string())
         })
@@ -93,11 +100,11 @@ impl Mailstore<'_> {
     /// `cmd=auth` said no. With `account=check` the directory tells an unknown user from a
     /// wrong password (for `ignore_unknown_user`, and so that log lines may name a user who
     /// exists); if it cannot be read, it stays a plain no.
-    fn refusal(&self, client: &Client, url: &str, user: &str) -> Verdict {
+    fn refusal(&self, client: &Client, url: &str, user: &str, deadline: &Deadline) -> Verdict {
         if !self.opts.account_check {
             return Verdict::Refused;
         }
-        match self.directory(client, url) {
+        match self.directory(client, url, deadline) {
             Ok(directory) if directory.contains(user) => Verdict::WrongPassword,
             Ok(_) => Verdict::UnknownUser,
             Err(_) => Verdict::Refused,
@@ -117,11 +124,17 @@ impl Backend for Mailstore<'_> {
         body.push_str("&pass=");
         body.push_str(&pass);
         let body = Secret::new(std::mem::take(&mut *body));
-        failover(self.opts, |client, url| {
-            match self.exchange(client, url, body.expose().to_string(), AUTH_BODY_CAP) {
+        failover(self.opts, |client, url, deadline| {
+            match self.exchange(
+                client,
+                url,
+                body.expose().to_string(),
+                AUTH_BODY_CAP,
+                deadline,
+            ) {
                 Ok(answer) => match parse_auth_answer(&answer) {
                     Some(true) => Attempt::Answer(Verdict::Accepted),
-                    Some(false) => Attempt::Answer(self.refusal(client, url, user)),
+                    Some(false) => Attempt::Answer(self.refusal(client, url, user, deadline)),
                     None => Attempt::NextUrl("answer is not {\"succeeded\": true|false}".into()),
                 },
                 Err(attempt) => attempt,
@@ -133,10 +146,12 @@ impl Backend for Mailstore<'_> {
         if !self.opts.account_check {
             return None;
         }
-        let answer = failover(self.opts, |client, url| match self.directory(client, url) {
-            Ok(directory) if directory.contains(user) => Attempt::Answer(Verdict::Accepted),
-            Ok(_) => Attempt::Answer(Verdict::UnknownUser),
-            Err(why) => Attempt::NextUrl(why),
+        let answer = failover(self.opts, |client, url, deadline| {
+            match self.directory(client, url, deadline) {
+                Ok(directory) if directory.contains(user) => Attempt::Answer(Verdict::Accepted),
+                Ok(_) => Attempt::Answer(Verdict::UnknownUser),
+                Err(why) => Attempt::NextUrl(why),
+            }
         });
         Some(answer)
     }

@@ -22,7 +22,7 @@
 //! `meta.location` echoes the caller's Basic credentials.
 
 use super::{Answer, Backend};
-use crate::http::{self, failover, read_capped, Attempt, AUTH_BODY_CAP};
+use crate::http::{self, failover, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
@@ -105,21 +105,21 @@ impl<'a> Scim<'a> {
 
     /// Whether `base` is the SCIM API: one of its discovery endpoints answers 200. `Err` says
     /// why not (or why it could not be told), for the log line.
-    fn confirm_base(&self, client: &Client, base: &str) -> Result<(), String> {
+    fn confirm_base(&self, client: &Client, base: &str, deadline: &Deadline) -> Result<(), String> {
         if self.is_confirmed(base) {
             return Ok(());
         }
         let mut seen = Vec::new();
         for probe in PROBES {
             let url = format!("{base}/{probe}");
-            let response = match http::send(self.authorized(client.get(&url)), self.opts) {
+            let response = match http::send(self.authorized(client.get(&url)), deadline) {
                 Ok(r) => r,
                 Err(Attempt::NextUrl(why)) => return Err(format!("{url}: {why}")),
                 Err(Attempt::Answer(_)) => return Err(format!("{url}: no answer")),
             };
             let status = response.status();
             // Drained, never kept: discovery bodies decide nothing here.
-            let _ = read_capped(response, AUTH_BODY_CAP, self.opts);
+            let _ = read_capped(response, AUTH_BODY_CAP, deadline);
             match status {
                 StatusCode::OK => {
                     self.remember_confirmed(base);
@@ -141,14 +141,20 @@ impl<'a> Scim<'a> {
 
     /// The verdict on a 404 for a user: an unknown mailbox only as the API says it (empty
     /// body) from a confirmed base.
-    fn not_found(&self, client: &Client, base: &str, body: Result<Vec<u8>, String>) -> Attempt {
+    fn not_found(
+        &self,
+        client: &Client,
+        base: &str,
+        body: Result<Vec<u8>, String>,
+        deadline: &Deadline,
+    ) -> Attempt {
         match body {
             Err(why) => Attempt::NextUrl(why),
             Ok(body) if !body.iter().all(u8::is_ascii_whitespace) => Attempt::NextUrl(format!(
                 "url={base}: {base}/Users/... is outside the API's routes (HTTP 404 with an \
                  error body, not the empty 404 of an unknown mailbox): fix url="
             )),
-            Ok(_) => match self.confirm_base(client, base) {
+            Ok(_) => match self.confirm_base(client, base, deadline) {
                 Ok(()) => Attempt::Answer(Verdict::UnknownUser),
                 Err(why) => Attempt::NextUrl(why),
             },
@@ -182,18 +188,18 @@ impl Backend for Scim<'_> {
     }
 
     fn account(&self, user: &str) -> Option<Answer> {
-        Some(failover(self.opts, |client, url| {
+        Some(failover(self.opts, |client, url, deadline| {
             let base = url.trim_end_matches('/');
             let request = self.authorized(client.get(format!(
                 "{base}/Users/{}",
                 utf8_percent_encode(user, NON_ALPHANUMERIC)
             )));
-            let response = match http::send(request, self.opts) {
+            let response = match http::send(request, deadline) {
                 Ok(r) => r,
                 Err(attempt) => return attempt,
             };
             match response.status() {
-                StatusCode::OK => match read_capped(response, AUTH_BODY_CAP, self.opts) {
+                StatusCode::OK => match read_capped(response, AUTH_BODY_CAP, deadline) {
                     Ok(body) => match parse_active(&body) {
                         Some(true) => Attempt::Answer(Verdict::Accepted),
                         Some(false) => {
@@ -206,8 +212,8 @@ impl Backend for Scim<'_> {
                     Err(why) => Attempt::NextUrl(why),
                 },
                 StatusCode::NOT_FOUND => {
-                    let body = read_capped(response, AUTH_BODY_CAP, self.opts);
-                    self.not_found(client, base, body)
+                    let body = read_capped(response, AUTH_BODY_CAP, deadline);
+                    self.not_found(client, base, body, deadline)
                 }
                 s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
                     Attempt::NextUrl(credentials_refused(s))

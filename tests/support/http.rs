@@ -2,7 +2,7 @@
 //! can misbehave on purpose (hang, drip, huge bodies, garbage) to test failure paths.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -88,6 +88,11 @@ pub enum Reply {
     Padded(Vec<u8>, usize),
     /// These raw bytes instead of an HTTP answer, then close.
     Raw(Vec<u8>),
+    /// This whole answer, status line and headers included, one byte per `interval`: a
+    /// server (or a path to it) that stays alive but hardly moves.
+    Trickle(Box<Reply>, Duration),
+    /// This answer after a pause.
+    Late(Duration, Box<Reply>),
 }
 
 impl Reply {
@@ -97,6 +102,16 @@ impl Reply {
             headers: vec![("Content-Type".into(), content_type.into())],
             body: body.into(),
         }
+    }
+
+    /// This answer, one byte per `interval` from its first byte on.
+    pub fn trickle(self, interval: Duration) -> Reply {
+        Reply::Trickle(Box::new(self), interval)
+    }
+
+    /// This answer, after `pause`.
+    pub fn late(self, pause: Duration) -> Reply {
+        Reply::Late(pause, Box::new(self))
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Reply {
@@ -130,7 +145,12 @@ impl Server {
                 }
                 let Ok(conn) = conn else { continue };
                 let (r, s, h) = (r.clone(), s.clone(), handler.clone());
-                std::thread::spawn(move || serve(conn, &r, &s, &*h));
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                // Head and body go out in two writes: without this, Nagle holds the body back
+                // until the client's delayed ACK (40 ms per request on a kept-alive connection).
+                let _ = conn.set_nodelay(true);
+                let writer = conn.try_clone().unwrap();
+                std::thread::spawn(move || serve(conn, writer, &r, &s, &*h));
             }
         });
         Server {
@@ -204,12 +224,34 @@ pub fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     })
 }
 
-fn serve(conn: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, handler: &Handler) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    // Head and body go out in two writes: without this, Nagle holds the body back until the
-    // client's delayed ACK (40 ms per request on a kept-alive connection).
-    let _ = conn.set_nodelay(true);
-    let mut writer = conn.try_clone().unwrap();
+/// Serves the same handler over a unix socket at `path` (kopano's `socket=`), until the test
+/// process ends.
+pub fn serve_unix(
+    path: &std::path::Path,
+    handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+) -> Arc<Mutex<Vec<Request>>> {
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let handler: Arc<Handler> = Arc::new(handler);
+    let r = requests.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let (r, h) = (r.clone(), handler.clone());
+            let writer = conn.try_clone().unwrap();
+            std::thread::spawn(move || serve(conn, writer, &r, &AtomicBool::new(false), &*h));
+        }
+    });
+    requests
+}
+
+fn serve(
+    conn: impl Read,
+    mut writer: impl Write,
+    requests: &Mutex<Vec<Request>>,
+    stop: &AtomicBool,
+    handler: &Handler,
+) {
     let mut reader = BufReader::new(conn);
     while let Some(req) = read_request(&mut reader) {
         requests.lock().unwrap().push(req.clone());
@@ -217,48 +259,89 @@ fn serve(conn: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, han
             return;
         }
         match handler(&req) {
+            // A HEAD answer has no body on the wire, whatever its Content-Length says: bytes
+            // written after it would be read as the start of the next answer on a kept-alive
+            // connection.
             Reply::Http {
                 status,
                 headers,
                 body,
-            } => {
-                if write_answer(&mut writer, status, &headers, &body).is_err() {
+            } if req.method == "HEAD" => {
+                let mut head = Vec::new();
+                let _ = write_answer(&mut head, status, &headers, &body);
+                head.truncate(head.len() - body.len());
+                if writer
+                    .write_all(&head)
+                    .and_then(|_| writer.flush())
+                    .is_err()
+                {
                     return;
                 }
             }
-            Reply::Hang => {
-                let until = Instant::now() + Duration::from_secs(60);
-                while !stop.load(Ordering::SeqCst) && Instant::now() < until {
-                    std::thread::sleep(Duration::from_millis(50));
+            reply => {
+                if !answer(&mut writer, reply, stop) {
+                    return;
                 }
-                return;
             }
-            Reply::Drip { body, interval } => {
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/json\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                );
-                let _ = writer.write_all(head.as_bytes());
-                for b in body {
-                    if stop.load(Ordering::SeqCst) || writer.write_all(&[b]).is_err() {
-                        return;
-                    }
-                    std::thread::sleep(interval);
+        }
+    }
+}
+
+/// Writes one reply; false when the connection is to be closed.
+fn answer(writer: &mut impl Write, reply: Reply, stop: &AtomicBool) -> bool {
+    match reply {
+        Reply::Http {
+            status,
+            headers,
+            body,
+        } => write_answer(writer, status, &headers, &body).is_ok(),
+        Reply::Hang => {
+            let until = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            false
+        }
+        Reply::Trickle(reply, interval) => {
+            let mut bytes = Vec::new();
+            answer(&mut bytes, *reply, stop);
+            for b in bytes {
+                if stop.load(Ordering::SeqCst) || writer.write_all(&[b]).is_err() {
+                    return false;
                 }
-                return;
+                std::thread::sleep(interval);
             }
-            Reply::Huge(size) => {
-                send_padded(&mut writer, b"", size);
-                return;
+            false
+        }
+        Reply::Late(pause, reply) => {
+            std::thread::sleep(pause);
+            answer(writer, *reply, stop)
+        }
+        Reply::Drip { body, interval } => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = writer.write_all(head.as_bytes());
+            for b in body {
+                if stop.load(Ordering::SeqCst) || writer.write_all(&[b]).is_err() {
+                    return false;
+                }
+                std::thread::sleep(interval);
             }
-            Reply::Padded(answer, size) => {
-                send_padded(&mut writer, &answer, size);
-                return;
-            }
-            Reply::Raw(bytes) => {
-                let _ = writer.write_all(&bytes);
-                return;
-            }
+            false
+        }
+        Reply::Huge(size) => {
+            send_padded(writer, b"", size);
+            false
+        }
+        Reply::Padded(answer, size) => {
+            send_padded(writer, &answer, size);
+            false
+        }
+        Reply::Raw(bytes) => {
+            let _ = writer.write_all(&bytes);
+            false
         }
     }
 }

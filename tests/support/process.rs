@@ -33,6 +33,38 @@ pub fn rerun_test(name: &str, env: &[(&str, String)]) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
+        "child {name} failed ({}): {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Like `rerun_test`, in a private network and mount namespace: only loopback exists (a
+/// connect to any other address fails at once; nothing leaves the machine), and
+/// /etc/resolv.conf names 127.0.0.1, so every name lookup goes where the test says.
+pub fn rerun_test_isolated(name: &str, env: &[(&str, String)]) -> String {
+    let resolv = super::pam::TempDir::new("resolv");
+    let conf = resolv.path().join("resolv.conf");
+    std::fs::write(
+        &conf,
+        "nameserver 127.0.0.1\noptions attempts:2 timeout:5\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--mount", "sh", "-c"])
+        .arg("ip link set lo up && mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"")
+        .arg(&conf)
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture"])
+        .env("PAM_MAILAUTH_SO", super::pam::module());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
         "child {name} failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

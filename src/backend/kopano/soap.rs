@@ -18,7 +18,7 @@
 //! user alike. Any other `er`, a SOAP fault, another status, or garbage: unavailable.
 
 use crate::backend::Answer;
-use crate::http::{self, failover, read_capped, Attempt, ClientKey, AUTH_BODY_CAP};
+use crate::http::{self, failover, read_capped, Attempt, ClientKey, Deadline, AUTH_BODY_CAP};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
@@ -153,13 +153,13 @@ pub fn parse_logon_answer(body: &[u8]) -> Option<u32> {
 }
 
 /// What one server said to one logon.
-fn exchange(client: &Client, url: &str, envelope: &Secret, opts: &Options) -> Attempt {
+fn exchange(client: &Client, url: &str, envelope: &Secret, deadline: &Deadline) -> Attempt {
     let request = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
         .header("SOAPAction", "\"\"")
         .body(envelope.expose().to_string());
-    let response = match http::send(request, opts) {
+    let response = match http::send(request, deadline) {
         Ok(r) => r,
         Err(attempt) => return attempt,
     };
@@ -167,7 +167,7 @@ fn exchange(client: &Client, url: &str, envelope: &Secret, opts: &Options) -> At
     if status != StatusCode::OK {
         return Attempt::NextUrl(format!("unexpected HTTP {}", status.as_u16()));
     }
-    let body = match read_capped(response, AUTH_BODY_CAP, opts) {
+    let body = match read_capped(response, AUTH_BODY_CAP, deadline) {
         Ok(b) => b,
         Err(why) => return Attempt::NextUrl(why),
     };
@@ -185,8 +185,9 @@ pub fn logon(opts: &Options, user: &str, password: &Secret) -> Answer {
     match &opts.socket {
         Some(path) => {
             // The pooled client for this configuration reaches the socket (http::ClientKey).
+            let deadline = Deadline::start(opts.timeout);
             let verdict = match http::client(&ClientKey::of(opts)) {
-                Ok(client) => match exchange(&client, SOCKET_URL, &envelope, opts) {
+                Ok(client) => match exchange(&client, SOCKET_URL, &envelope, &deadline) {
                     Attempt::Answer(v) => v,
                     Attempt::NextUrl(why) => Verdict::Unavailable(why),
                 },
@@ -197,7 +198,9 @@ pub fn logon(opts: &Options, user: &str, password: &Secret) -> Answer {
                 endpoint: Some(format!("unix:{}", path.display())),
             }
         }
-        None => failover(opts, |client, url| exchange(client, url, &envelope, opts)),
+        None => failover(opts, |client, url, deadline| {
+            exchange(client, url, &envelope, deadline)
+        }),
     }
 }
 
