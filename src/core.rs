@@ -6,6 +6,7 @@ use crate::cache;
 use crate::options::{Options, PasswordSource};
 use crate::pam::{Host, Level};
 use crate::secret::Secret;
+use crate::throttle;
 use crate::verdict::{Phase, Verdict};
 use pamsm::PamError;
 use std::time::{Duration, Instant};
@@ -76,7 +77,7 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
     }
     let started = Instant::now();
     let answer = cache::check(host, &opts, &mapped, &password, started, || {
-        backend.verify(&mapped, &password)
+        throttle::guard(host, &opts, &mapped, || backend.verify(&mapped, &password))
     });
     drop(password);
     for warning in backend.warnings() {
@@ -197,8 +198,10 @@ fn report(
         Phase::Auth => "auth",
         Phase::Account => "account",
     };
-    // People type passwords into the user prompt: names of unknown users only with debug.
-    let who = if *verdict == Verdict::UnknownUser && !opts.debug {
+    // People type passwords into the user prompt: names of unknown users only with debug,
+    // nor of throttled ones (the backend was not asked, so it confirmed nothing).
+    let hidden = matches!(verdict, Verdict::UnknownUser | Verdict::Throttled(_));
+    let who = if hidden && !opts.debug {
         "(unknown; name logged with debug)".to_string()
     } else if mapped != user {
         format!("'{user}' (as '{mapped}')")
@@ -220,7 +223,9 @@ fn report(
     let level = match verdict {
         Verdict::Accepted if opts.quiet => return,
         Verdict::Accepted => Level::Info,
-        Verdict::Refused | Verdict::UnknownUser | Verdict::Disabled(_) => Level::Notice,
+        Verdict::Refused | Verdict::UnknownUser | Verdict::Disabled(_) | Verdict::Throttled(_) => {
+            Level::Notice
+        }
         Verdict::Unavailable(_) | Verdict::Misconfigured(_) => Level::Error,
     };
     host.log(level, &line);

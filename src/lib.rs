@@ -16,6 +16,7 @@ pub mod lock;
 pub mod options;
 pub mod pam;
 pub mod secret;
+pub mod throttle;
 pub mod trusted_file;
 pub mod verdict;
 
