@@ -200,9 +200,13 @@ fn report(
     };
     // People type passwords into the user prompt: names of unknown users only with debug,
     // nor of throttled ones (the backend was not asked, so it confirmed nothing).
-    let hidden = matches!(verdict, Verdict::UnknownUser | Verdict::Throttled(_));
-    let who = if hidden && !opts.debug {
-        "(unknown; name logged with debug)".to_string()
+    let hidden = match verdict {
+        Verdict::UnknownUser => Some("unknown"),
+        Verdict::Throttled(_) => Some("not asked"),
+        _ => None,
+    };
+    let who = if let (Some(why), false) = (hidden, opts.debug) {
+        format!("({why}; name logged with debug)")
     } else if mapped != user {
         format!("'{user}' (as '{mapped}')")
     } else {

@@ -368,6 +368,15 @@ fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+fn not_writable(dir: &Path, e: &std::io::Error) -> String {
+    format!(
+        "tally_dir {} is not writable by this process (uid {}, gid {}): {e}",
+        dir.display(),
+        unsafe { libc::geteuid() },
+        unsafe { libc::getegid() }
+    )
+}
+
 fn c_path(path: &Path) -> Result<CString, DirError> {
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| DirError::Unsafe(format!("tally_dir {} holds a NUL byte", path.display())))
@@ -402,6 +411,7 @@ impl TallyDir {
                      share it with a host running as GROUP)",
                     unsafe { libc::geteuid() }
                 )),
+                Some(libc::EACCES) => DirError::Unusable(not_writable(path, &e)),
                 _ => DirError::Unusable(format!("tally_dir {shown} cannot be opened ({e})")),
             });
         }
@@ -450,12 +460,7 @@ impl TallyDir {
             if e.raw_os_error() == Some(libc::ENOENT) && !create {
                 return Ok(None);
             }
-            return Err(format!(
-                "tally_dir {} is not writable by this process (uid {}, gid {}): {e}",
-                self.path.display(),
-                unsafe { libc::geteuid() },
-                unsafe { libc::getegid() }
-            ));
+            return Err(not_writable(&self.path, &e));
         }
         // SAFETY: fd is a fresh descriptor we own.
         let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
