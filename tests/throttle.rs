@@ -293,26 +293,7 @@ fn a_tally_directory_anyone_could_write_is_a_configuration_error() {
     let link = parent.path().join("link");
     std::os::unix::fs::symlink(&dir, &link).unwrap();
     let capture = Capture::start();
-    let cases: [(&str, Box<dyn Fn()>, &Path); 3] = [
-        (
-            "writable by others",
-            Box::new(|| {
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap()
-            }),
-            &dir,
-        ),
-        (
-            "must be owned by root",
-            Box::new(|| {
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-                std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
-            }),
-            &dir,
-        ),
-        ("symbolic link", Box::new(|| {}), &link),
-    ];
-    for (says, setup, path) in cases.iter() {
-        setup();
+    let refused = |path: &Path, says: &str| {
         capture.clear();
         let svc = service(&store, path, "");
         assert_eq!(svc.auth(USER, PASSWORD), PAM_SERVICE_ERR, "{says}");
@@ -324,7 +305,13 @@ fn a_tally_directory_anyone_could_write_is_a_configuration_error() {
                 .any(|l| l.contains("configuration error") && l.contains(says)),
             "{says}: {lines:#?}"
         );
-    }
+    };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused(&dir, "writable by others");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+    refused(&dir, "must be owned by root");
+    refused(&link, "symbolic link");
     // Group-writable (the documented way to share it with Apache) is fine.
     std::os::unix::fs::chown(&dir, Some(0), Some(33)).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2770)).unwrap();
