@@ -987,6 +987,11 @@ mod tests {
             assert!(is_file_name(f.as_bytes()), "{f}");
         }
         assert_ne!(file_name("john"), file_name("John"));
+        // What the README's `printf %s NAME | sha256sum` gives.
+        assert_eq!(
+            file_name("john.doe@example.com"),
+            "836f82db99121b3481011f16b49dfa5fbc714a0d1b1b9f784a1ebbbf5b39577f"
+        );
     }
 
     #[test]
