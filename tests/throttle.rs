@@ -381,34 +381,66 @@ fn an_admin_reset_lifts_the_lock_and_a_success_resets_the_tally() {
     assert!(throttle::list(&p).unwrap().is_empty());
 }
 
-/// Run in a child process (see the test below): as user nobody, with a root-only tally
-/// directory, the throttle counts in the process.
+/// Run in a child process by the two tests below, as the user THROTTLE_CHILD_UID (a host's
+/// unprivileged child, as Apache's): `deny=2` in THROTTLE_CHILD_DIR, six wrong passwords.
+/// Prints how many reached the backend and the module's throttle warnings.
 #[test]
-fn child_unwritable_tally_dir_falls_back_to_a_per_process_tally() {
-    let Ok(dir) = std::env::var("THROTTLE_CHILD_DIR") else {
+fn child_as_an_unprivileged_host() {
+    let (Ok(dir), Ok(uid)) = (
+        std::env::var("THROTTLE_CHILD_DIR"),
+        std::env::var("THROTTLE_CHILD_UID"),
+    ) else {
         return;
     };
+    let uid: u32 = uid.parse().unwrap();
     let capture = Capture::start();
-    std::fs::set_permissions("/dev/log", std::fs::Permissions::from_mode(0o666)).unwrap();
+    // Root stays the saved id, so the capture can remove its socket afterwards.
     unsafe {
         assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
-        assert_eq!(libc::setgid(65534), 0);
-        assert_eq!(libc::setuid(65534), 0);
+        assert_eq!(libc::setresgid(uid, uid, 0), 0);
+        assert_eq!(libc::setresuid(uid, uid, 0), 0);
     }
     let store = Store::start();
     let svc = service(&store, Path::new(&dir), "");
     for _ in 0..6 {
         assert_eq!(svc.auth(USER, "wrong"), PAM_AUTH_ERR);
     }
-    assert_eq!(store.count(), 2, "deny=2 must hold within the process");
-    let lines = capture.module_lines();
-    let warnings: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.contains("not writable by this process"))
+    unsafe {
+        assert_eq!(libc::setresuid(0, 0, 0), 0);
+        assert_eq!(libc::setresgid(0, 0, 0), 0);
+    }
+    println!("CHILD-ASKED {}", store.count());
+    for line in capture.module_lines() {
+        if line.contains("throttle:") {
+            println!("CHILD-WARNING {line}");
+        }
+    }
+}
+
+fn run_child(dir: &Path, uid: u32) -> (usize, Vec<String>) {
+    static ONE_CHILD_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _one = ONE_CHILD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let out = support::process::rerun_test(
+        "child_as_an_unprivileged_host",
+        &[
+            ("THROTTLE_CHILD_DIR", dir.display().to_string()),
+            ("THROTTLE_CHILD_UID", uid.to_string()),
+        ],
+    );
+    let asked = out
+        .lines()
+        .find_map(|l| l.strip_prefix("CHILD-ASKED "))
+        .unwrap_or_else(|| panic!("the child did not run: {out}"))
+        .parse()
+        .unwrap();
+    let warnings = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("CHILD-WARNING "))
+        .map(String::from)
         .collect();
-    assert_eq!(warnings.len(), 1, "said once: {lines:#?}");
-    assert!(warnings[0].contains("chmod 2770"), "{}", warnings[0]);
-    println!("CHILD-OK");
+    (asked, warnings)
 }
 
 #[test]
@@ -416,10 +448,34 @@ fn a_host_that_cannot_write_the_tally_directory_counts_in_its_process() {
     let parent = TempDir::new("throttle-fallback");
     std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = tally_dir(&parent);
-    let out = support::process::rerun_test(
-        "child_unwritable_tally_dir_falls_back_to_a_per_process_tally",
-        &[("THROTTLE_CHILD_DIR", dir.display().to_string())],
+    let (asked, warnings) = run_child(&dir, 65534);
+    assert_eq!(asked, 2, "deny=2 must hold within the process");
+    assert_eq!(warnings.len(), 1, "said once: {warnings:#?}");
+    assert!(
+        warnings[0].contains("not writable by this process") && warnings[0].contains("chmod 2770"),
+        "{}",
+        warnings[0]
     );
-    assert!(out.contains("CHILD-OK"), "{out}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}
+
+#[test]
+fn a_group_writable_tally_directory_is_shared_with_an_unprivileged_host() {
+    let store = Store::start();
+    let parent = TempDir::new("throttle-shared");
+    std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tally_dir(&parent);
+    // The documented grant: root:www-data 2770.
+    std::os::unix::fs::chown(&dir, Some(0), Some(33)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2770)).unwrap();
+    // One failure counted by a root process (saslauthd)...
+    assert_eq!(service(&store, &dir, "").auth(USER, "wrong"), PAM_AUTH_ERR);
+    // ...is seen and updated by www-data (Apache): one more check, then the lock.
+    let (asked, warnings) = run_child(&dir, 33);
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    assert_eq!(asked, 1, "www-data did not share root's tally");
+    // And the lock www-data recorded holds for root.
+    let before = store.count();
+    assert_eq!(service(&store, &dir, "").auth(USER, PASSWORD), PAM_AUTH_ERR);
+    assert_eq!(store.count(), before);
 }
