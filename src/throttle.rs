@@ -995,6 +995,38 @@ mod tests {
     }
 
     #[test]
+    fn options_are_validated() {
+        let line = |extra: &str| {
+            let mut args = vec!["backend=mailstore", "url=http://a/"];
+            args.extend(extra.split_whitespace());
+            Options::parse(&args)
+        };
+        let Ok(o) = line("deny=5 fail_interval=30 unlock_time=3 tally_dir=/run/x") else {
+            panic!("a valid throttle line was refused")
+        };
+        assert_eq!(o.throttle.deny, 5);
+        assert_eq!(o.throttle.fail_interval, Duration::from_secs(30));
+        assert_eq!(o.throttle.unlock_time, Duration::from_secs(3));
+        assert_eq!(o.throttle.dir, PathBuf::from("/run/x"));
+        let Ok(o) = line("") else { panic!() };
+        assert_eq!(o.throttle, Policy::default());
+        assert_eq!(o.throttle.dir, PathBuf::from(DEFAULT_DIR));
+        for bad in [
+            "deny=101",
+            "deny=-1",
+            "fail_interval=0",
+            "unlock_time=0",
+            "unlock_time=86401",
+            "tally_dir=relative/dir",
+            "tally_dir=",
+        ] {
+            let e = line(bad).err().map(|e| e.0).unwrap_or_default();
+            let key = bad.split('=').next().unwrap_or_default();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn local_tallies_are_bounded() {
         let p = policy(1);
         for i in 0..(LOCAL_MAX_USERS + 50) {
