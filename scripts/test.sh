@@ -7,8 +7,12 @@ cd "$(dirname "$0")/.."
 
 . scripts/ensure-packages.sh
 PACKAGES=(libpam0g-dev libssl-dev pkg-config libpam-wrapper sasl2-bin apache2
-          libapache2-mod-authnz-pam mariadb-server binutils curl openssl)
+          libapache2-mod-authnz-pam mariadb-server binutils curl openssl
+          dpkg-dev lintian man-db groff rpm rpmlint)
 ensure_packages "${PACKAGES[@]}"
+
+# packaging/build-deb (tests/package.rs) builds the .deb with cargo-deb: one install, pinned.
+command -v cargo-deb >/dev/null 2>&1 || cargo install --locked --quiet cargo-deb --version 3.8.0
 
 echo "== build (release, shared by every test stage)"
 cargo build --release --lib

@@ -44,6 +44,15 @@ pub trait Host {
     fn fail_delay(&self, micros: u32);
 }
 
+/// A log line as it may be written: control characters from user names or server answers
+/// must not forge log lines (or, printed by mailauth-check, drive the admin's terminal).
+pub fn printable(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 pub struct LibPam<'a>(pub &'a Pam);
 
 #[repr(C)]
@@ -220,12 +229,7 @@ impl Host for LibPam<'_> {
             Level::Info => LogLvl::INFO,
             Level::Debug => LogLvl::DEBUG,
         };
-        // Control characters from user names or server answers must not forge log lines.
-        let clean: String = message
-            .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect();
-        let _ = self.0.syslog(lvl, &clean);
+        let _ = self.0.syslog(lvl, &printable(message));
     }
 
     fn fail_delay(&self, micros: u32) {
