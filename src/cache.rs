@@ -262,6 +262,11 @@ pub fn decide(
         Verdict::Accepted => {
             with_cache(opts, config, |c| c.insert(service, user, *mac, now, keep));
         }
+        // With the throttle on, a wrong password leaves the user's cached success alone: a
+        // spray would otherwise take the real user's cache away and lock them out with it
+        // (the cost: a password changed in the mail system works from the cache until
+        // cache_ttl ends, as it does anyway when no wrong password comes in between).
+        Verdict::Refused | Verdict::WrongPassword if opts.throttle.deny > 0 => {}
         Verdict::Refused | Verdict::WrongPassword | Verdict::UnknownUser | Verdict::Disabled(_) => {
             with_cache(opts, config, |c| c.remove(service, user));
         }
@@ -282,7 +287,7 @@ pub fn decide(
                 return (answer, Source::Fallback(age));
             }
         }
-        Verdict::Misconfigured(_) => {}
+        Verdict::Misconfigured(_) | Verdict::Throttled(_) => {}
     }
     (answer, Source::Backend)
 }
@@ -360,6 +365,7 @@ pub fn config_digest(key: &[u8; 32], opts: &Options) -> Mac {
         cache_size: _,
         cache_fallback: _,
         fail_delay_ms: _,
+        throttle: _,
         debug: _,
         quiet: _,
         http_user,

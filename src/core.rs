@@ -6,6 +6,7 @@ use crate::cache;
 use crate::options::{Options, PasswordSource};
 use crate::pam::{Host, Level};
 use crate::secret::Secret;
+use crate::throttle;
 use crate::verdict::{Phase, Verdict};
 use pamsm::PamError;
 use std::time::{Duration, Instant};
@@ -91,7 +92,7 @@ fn check_password(host: &dyn Host, args: &[String]) -> Result<String, PamError> 
     }
     let started = Instant::now();
     let answer = cache::check(host, &opts, &mapped, &password, started, || {
-        backend.verify(&mapped, &password)
+        throttle::guard(host, &opts, &mapped, || backend.verify(&mapped, &password))
     });
     drop(password);
     for warning in backend.warnings() {
@@ -264,7 +265,11 @@ fn report(
     let level = match verdict {
         Verdict::Accepted if opts.quiet => return,
         Verdict::Accepted => Level::Info,
-        Verdict::Refused | Verdict::WrongPassword | Verdict::UnknownUser | Verdict::Disabled(_) => {
+        Verdict::Refused
+        | Verdict::WrongPassword
+        | Verdict::UnknownUser
+        | Verdict::Disabled(_)
+        | Verdict::Throttled(_) => {
             Level::Notice
         }
         Verdict::Unavailable(_) | Verdict::Misconfigured(_) => Level::Error,

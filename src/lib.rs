@@ -22,6 +22,7 @@ pub mod runtime;
 pub mod secret;
 pub mod sql;
 pub mod sigpipe;
+pub mod throttle;
 pub mod trusted_file;
 pub mod verdict;
 

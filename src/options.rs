@@ -117,6 +117,8 @@ pub struct Options {
     pub cache_size: usize,
     pub cache_fallback: Duration,
     pub fail_delay_ms: u64,
+    /// `deny=`, `fail_interval=`, `unlock_time=`, `tally_dir=` (src/throttle.rs).
+    pub throttle: crate::throttle::Policy,
     pub debug: bool,
     pub quiet: bool,
     // Credentials of the backend endpoint itself: secrets, config file only.
@@ -188,6 +190,7 @@ impl Default for Options {
             cache_size: 1024,
             cache_fallback: Duration::ZERO,
             fail_delay_ms: 0,
+            throttle: crate::throttle::Policy::default(),
             debug: false,
             quiet: false,
             http_user: None,
@@ -385,6 +388,27 @@ impl Builder {
                     Duration::from_secs(number(key, need("SECONDS")?, 0, 7 * 86_400)?)
             }
             "fail_delay" => o.fail_delay_ms = number(key, need("MILLISECONDS")?, 0, 60_000)?,
+            "deny" => {
+                o.throttle.deny =
+                    number(key, need("FAILURES")?, 0, crate::throttle::MAX_DENY)? as u32
+            }
+            "fail_interval" => {
+                o.throttle.fail_interval =
+                    Duration::from_secs(number(key, need("SECONDS")?, 1, 86_400)?)
+            }
+            "unlock_time" => {
+                o.throttle.unlock_time =
+                    Duration::from_secs(number(key, need("SECONDS")?, 1, 86_400)?)
+            }
+            "tally_dir" => {
+                let dir = need("/run/pam_mailauth/tally")?;
+                if !dir.starts_with('/') {
+                    return Err(ConfigError(format!(
+                        "tally_dir '{dir}' must be an absolute path"
+                    )));
+                }
+                o.throttle.dir = PathBuf::from(dir)
+            }
             "debug" => o.debug = flag(key, value)?,
             "quiet" => o.quiet = flag(key, value)?,
             "http_user" => o.http_user = Some(need("NAME")?.to_string()),

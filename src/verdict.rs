@@ -21,6 +21,9 @@ pub enum Verdict {
     Unavailable(String),
     /// The configuration cannot work; the text tells the admin what to fix.
     Misconfigured(String),
+    /// Not asked: too many failed checks of this user lately (`deny=`); the text says for how
+    /// long (src/throttle.rs).
+    Throttled(String),
 }
 
 /// Which PAM phase is asking: the same verdict maps differently in each.
@@ -49,6 +52,7 @@ impl Verdict {
             (Verdict::Unavailable(_), _) if leniency.ignore_authinfo_unavail => PamError::IGNORE,
             (Verdict::Unavailable(_), _) => PamError::AUTHINFO_UNAVAIL,
             (Verdict::Misconfigured(_), _) => PamError::SERVICE_ERR,
+            (Verdict::Throttled(_), _) => PamError::AUTH_ERR,
         }
     }
 
@@ -61,6 +65,7 @@ impl Verdict {
             Verdict::Disabled(_) => "account disabled",
             Verdict::Unavailable(_) => "backend unavailable",
             Verdict::Misconfigured(_) => "configuration error",
+            Verdict::Throttled(_) => "throttled",
         }
     }
 
@@ -69,8 +74,10 @@ impl Verdict {
     pub fn confirms_user(&self) -> bool {
         match self {
             Verdict::Accepted | Verdict::WrongPassword | Verdict::Disabled(_) => true,
+            // Throttled: the backend was not asked, so it confirmed nothing.
             Verdict::Refused
             | Verdict::UnknownUser
+            | Verdict::Throttled(_)
             | Verdict::Unavailable(_)
             | Verdict::Misconfigured(_) => false,
         }
@@ -78,7 +85,10 @@ impl Verdict {
 
     pub fn detail(&self) -> Option<&str> {
         match self {
-            Verdict::Disabled(d) | Verdict::Unavailable(d) | Verdict::Misconfigured(d) => Some(d),
+            Verdict::Disabled(d)
+            | Verdict::Unavailable(d)
+            | Verdict::Misconfigured(d)
+            | Verdict::Throttled(d) => Some(d),
             _ => None,
         }
     }
@@ -133,6 +143,10 @@ mod tests {
         assert_eq!(
             Verdict::Misconfigured("x".into()).pam_code(Auth, lenient),
             PamError::SERVICE_ERR
+        );
+        assert_eq!(
+            Verdict::Throttled("x".into()).pam_code(Auth, lenient),
+            PamError::AUTH_ERR
         );
     }
 }

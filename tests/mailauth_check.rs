@@ -450,6 +450,8 @@ fn help_documents_every_flag_and_the_exit_statuses_and_so_does_the_man_page() {
         "--confdir",
         "--account",
         "--rhost",
+        "--throttled",
+        "--reset",
         "--help",
         "--version",
     ] {
@@ -466,4 +468,62 @@ fn help_documents_every_flag_and_the_exit_statuses_and_so_does_the_man_page() {
             "the man page lacks exit {status}"
         );
     }
+}
+
+#[test]
+fn throttled_lists_the_locked_user_and_reset_lifts_the_lock() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = MailStore::new(&[(USER, PASSWORD)]).serve();
+    let dir = TempDir::new("check-tally");
+    let tally = dir.path().join("tally");
+    let line = format!(
+        "backend=mailstore url={} deny=2 unlock_time=600 tally_dir={}",
+        server.url(PATH),
+        tally.display()
+    );
+    let words: Vec<&str> = line.split_whitespace().collect();
+    fn with<'a>(first: &[&'a str], words: &[&'a str]) -> Vec<&'a str> {
+        first.iter().chain(words).copied().collect()
+    }
+    // Lock USER through the module itself.
+    let svc = Service::module_line(&line);
+    for _ in 0..2 {
+        assert_eq!(svc.auth(USER, "wrong"), PAM_AUTH_ERR);
+    }
+    assert_eq!(svc.auth(USER, PASSWORD), PAM_AUTH_ERR, "not locked");
+    assert_eq!(server.count(), 2);
+
+    let r = run_with(&with(&["--throttled"], &words), None);
+    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", r.stdout);
+    assert!(
+        lines[0].starts_with(&format!("{USER}\t2 failure(s), the last "))
+            && lines[0].contains("throttled for another"),
+        "{}",
+        lines[0]
+    );
+
+    // The name as the user types it, mapped as the line maps it.
+    let r = run_with(
+        &with(&["--reset", "JOHN.DOE@example.com", "lowercase"], &words),
+        None,
+    );
+    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("failures reset"), "{}", r.stdout);
+    let r = run_with(&with(&["--throttled"], &words), None);
+    assert_eq!((r.status, r.stdout.as_str()), (0, ""), "{}", r.stderr);
+    assert_eq!(
+        svc.auth(USER, PASSWORD),
+        PAM_SUCCESS,
+        "the reset did not lift the lock"
+    );
+    let r = run_with(&with(&["--reset", USER], &words), None);
+    assert_eq!(r.status, 1, "{}{}", r.stdout, r.stderr);
+
+    // A tally directory anyone could write is a configuration error here too.
+    std::fs::set_permissions(&tally, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = run_with(&with(&["--throttled"], &words), None);
+    assert_eq!(r.status, 3, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("writable by others"), "{}", r.stderr);
 }

@@ -9,6 +9,7 @@ mod direct;
 mod outcome;
 mod stack;
 mod terminal;
+mod throttled;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ NAME
 SYNOPSIS
     mailauth-check [--account] [--rhost HOST] [OPTION=VALUE | SWITCH ...] USER
     mailauth-check --service NAME [--confdir DIR] [--account] [--rhost HOST] USER
+    mailauth-check --throttled [OPTION=VALUE | SWITCH ...]
+    mailauth-check --reset USER [OPTION=VALUE | SWITCH ...]
     mailauth-check --help | --version
 
 DESCRIPTION
@@ -51,6 +54,17 @@ OPTIONS
         Run the account phase only; no password is asked for.
     --rhost HOST
         Set PAM_RHOST, the remote host the module logs (as saslauthd and Apache do).
+    --throttled
+        List the failure tallies of the module's throttle (deny=): one line per user
+        with failures counted in tally_dir, how many, how long ago the last, and whether
+        and for how long the user is throttled. No password is asked for.
+    --reset USER
+        Forget USER's counted failures, lifting a lock at once (as faillock --user USER
+        --reset). USER is mapped as the module line maps it (lowercase, strip_domain,
+        domain=). Exit status 0 if there were failures, 1 if there were none.
+        With --throttled and --reset, the words given are the module line whose throttle
+        is meant (config=FILE with its backend=, or the whole line from /etc/pam.d); its
+        tally_dir=, deny= and unlock_time= apply. Without any, the default tally_dir.
     --help, -h
         Show this text.
     --version, -V
@@ -68,7 +82,8 @@ OUTPUT
 
 EXIT STATUS
     0   accepted (every phase run answered PAM_SUCCESS)
-    1   refused, unknown user, account disabled, no password given, or PAM_IGNORE
+    1   refused, unknown user, account disabled, no password given, or PAM_IGNORE;
+        with --reset, no failures were counted for the user
     2   backend unavailable (PAM_AUTHINFO_UNAVAIL): unreachable, timeout, 5xx, garbage
     3   configuration error (PAM_SERVICE_ERR, a module that cannot be loaded, a service
         file that does not exist), or a command line mailauth-check cannot use
@@ -79,6 +94,8 @@ EXAMPLES
     mailauth-check --account backend=scim config=/etc/security/pam_mailauth.conf bob
     mailauth-check --service smtp --rhost 192.0.2.7 alice
     mailauth-check --service smtp --confdir /root/pam.d-new alice < password-file
+    mailauth-check --throttled config=/etc/security/pam_mailauth.conf deny=5
+    mailauth-check --reset alice@example.com config=/etc/security/pam_mailauth.conf
 
 SEE ALSO
     pam_mailauth(8), pam_mailauth.conf(5), pamtester(1), pam_start_confdir(3)
@@ -90,6 +107,13 @@ enum Request {
     Help,
     Version,
     Check(Check),
+    /// `--throttled` with a module line's arguments (maybe none).
+    Throttled(Vec<String>),
+    /// `--reset USER` with a module line's arguments (maybe none).
+    Reset {
+        user: String,
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -116,6 +140,8 @@ fn parse(args: &[String]) -> Result<Request, String> {
     let mut confdir = None;
     let mut rhost = None;
     let mut account_only = false;
+    let mut throttled = false;
+    let mut reset = None;
     let mut words = Vec::new();
     let mut it = args.iter();
     let mut flags_done = false;
@@ -141,9 +167,25 @@ fn parse(args: &[String]) -> Result<Request, String> {
             "--confdir" => confdir = Some(PathBuf::from(value("a directory")?)),
             "--rhost" => rhost = Some(value("a host name or address")?),
             "--account" => account_only = true,
+            "--throttled" => throttled = true,
+            "--reset" => reset = Some(value("a user name")?),
             "--" => flags_done = true,
             _ => return Err(format!("unknown option {arg}")),
         }
+    }
+    if throttled || reset.is_some() {
+        if throttled && reset.is_some() {
+            return Err("--throttled and --reset go one at a time".into());
+        }
+        if service.is_some() || confdir.is_some() || account_only || rhost.is_some() {
+            return Err(
+                "--throttled and --reset take a module line's arguments, no other option".into(),
+            );
+        }
+        return Ok(match reset {
+            Some(user) => Request::Reset { user, args: words },
+            None => Request::Throttled(words),
+        });
     }
     let Some(user) = words.pop() else {
         return Err("no USER given".into());
@@ -205,6 +247,8 @@ fn main() -> ExitCode {
             );
             outcome::SUCCESS
         }
+        Ok(Request::Throttled(args)) => throttled::list(&args),
+        Ok(Request::Reset { user, args }) => throttled::reset(&args, &user),
         Ok(Request::Check(check)) => match check.mode {
             Mode::ModuleLine(module_args) => {
                 direct::run(&module_args, &check.user, check.rhost, check.account_only)
@@ -278,5 +322,28 @@ mod tests {
             assert!(parse(&args(bad)).is_err(), "{bad:?} was accepted");
         }
         assert_eq!(parse(&args("x -h")), Ok(Request::Help));
+    }
+
+    #[test]
+    fn throttle_requests() {
+        assert_eq!(
+            parse(&args("--throttled")),
+            Ok(Request::Throttled(Vec::new()))
+        );
+        assert_eq!(
+            parse(&args("--reset bob config=/etc/x deny=3")),
+            Ok(Request::Reset {
+                user: "bob".into(),
+                args: args("config=/etc/x deny=3")
+            })
+        );
+        for bad in [
+            "--reset",
+            "--throttled --reset bob",
+            "--throttled --service smtp",
+            "--reset bob --account",
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad:?} was accepted");
+        }
     }
 }
