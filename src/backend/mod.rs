@@ -8,6 +8,7 @@ pub mod axigen;
 pub mod james;
 pub mod kopano;
 pub mod mailstore;
+pub mod postfixadmin;
 pub mod scim;
 
 /// What every backend answers. Implementations never choose PAM codes; they say what the

@@ -1,0 +1,3 @@
+//! backend=postfixadmin: PostfixAdmin's own `mailbox` and `domain` tables.
+
+pub mod scheme;
