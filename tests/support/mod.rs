@@ -11,6 +11,7 @@ pub mod kopano_soap;
 pub mod mailstore;
 pub mod mariadb;
 pub mod pam;
+pub mod pfa_generators;
 pub mod process;
 pub mod saslauthd;
 pub mod scim;
