@@ -262,7 +262,10 @@ pub fn decide(
         Verdict::Accepted => {
             with_cache(opts, config, |c| c.insert(service, user, *mac, now, keep));
         }
-        Verdict::Refused | Verdict::UnknownUser | Verdict::Disabled(_) => {
+        Verdict::Refused
+        | Verdict::UnknownUser
+        | Verdict::Disabled(_)
+        | Verdict::PasswordExpired => {
             with_cache(opts, config, |c| c.remove(service, user));
         }
         Verdict::Unavailable(why) => {
@@ -372,6 +375,8 @@ pub fn config_digest(key: &[u8; 32], opts: &Options) -> Mac {
         socket,
         features,
         disabled_features,
+        weak_schemes,
+        query,
         #[cfg(feature = "fault-injection")]
             inject_panic: _,
     } = opts;
@@ -399,6 +404,8 @@ pub fn config_digest(key: &[u8; 32], opts: &Options) -> Mac {
         features.join("|"),
         disabled_features.join("|"),
         format!("{account_check}"),
+        format!("{weak_schemes:?}"),
+        query.clone().unwrap_or_default(),
     ];
     let secrets = [secret(http_password), secret(token), secret(dsn)];
     let mut parts: Vec<&[u8]> = vec![b"config"];

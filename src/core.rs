@@ -220,7 +220,10 @@ fn report(
     let level = match verdict {
         Verdict::Accepted if opts.quiet => return,
         Verdict::Accepted => Level::Info,
-        Verdict::Refused | Verdict::UnknownUser | Verdict::Disabled(_) => Level::Notice,
+        Verdict::Refused
+        | Verdict::UnknownUser
+        | Verdict::Disabled(_)
+        | Verdict::PasswordExpired => Level::Notice,
         Verdict::Unavailable(_) | Verdict::Misconfigured(_) => Level::Error,
     };
     host.log(level, &line);

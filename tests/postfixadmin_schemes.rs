@@ -90,7 +90,9 @@ fn odd_spellings_are_read_as_dovecot_reads_them() {
         // Lower-case scheme names (courier writes {md5}, {crypt}).
         ssha_b64.replace("{SSHA}", "{ssha}"),
         // Upper-case hex digits.
-        sha256_hex.to_uppercase().replace("{SHA256.HEX}", "{SHA256}"),
+        sha256_hex
+            .to_uppercase()
+            .replace("{SHA256.HEX}", "{SHA256}"),
         // {MD5} holding a base64 MD5 (courier) rather than MD5-crypt.
         doveadm("LDAP-MD5", "secret").replace("{LDAP-MD5}", "{MD5}"),
     ];
@@ -120,8 +122,14 @@ fn sha512_crypt_with_an_empty_salt_is_checked() {
         .unwrap();
     let stored = String::from_utf8(out.stdout).unwrap();
     assert!(stored.starts_with("$6$$"), "{stored}");
-    assert_eq!(outcome(&stored, "secret", WeakSchemes::Refuse), Outcome::Match);
-    assert_eq!(outcome(&stored, WRONG, WeakSchemes::Refuse), Outcome::Mismatch);
+    assert_eq!(
+        outcome(&stored, "secret", WeakSchemes::Refuse),
+        Outcome::Match
+    );
+    assert_eq!(
+        outcome(&stored, WRONG, WeakSchemes::Refuse),
+        Outcome::Mismatch
+    );
 }
 
 /// Damaged values and unknown crypt(3) methods are never a plain "wrong password".

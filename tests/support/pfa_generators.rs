@@ -64,7 +64,10 @@ pub fn doveadm(scheme: &str, password: &str) -> String {
         "doveadm pw -s {scheme}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap().trim_end().to_string()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string()
 }
 
 /// Whether Dovecot itself accepts `password` for `stored` (`doveadm pw -t`), to show that the

@@ -303,9 +303,17 @@ fn check_unprefixed(stored: &str, password: &[u8], weak: WeakSchemes) -> Checked
         let expected = decode_bytes(stored, Encoding2::Hex).unwrap_or_default();
         let actual = Algo::Md5.digest(&[password]);
         // A 32-hex-digit cleartext password is not tried as cleartext: one reading per form.
-        verdict(scheme.into(), true, actual.as_slice().ct_eq(&expected).into())
+        verdict(
+            scheme.into(),
+            true,
+            actual.as_slice().ct_eq(&expected).into(),
+        )
     } else {
-        verdict(scheme.into(), true, password.ct_eq(stored.as_bytes()).into())
+        verdict(
+            scheme.into(),
+            true,
+            password.ct_eq(stored.as_bytes()).into(),
+        )
     }
 }
 
@@ -448,7 +456,10 @@ fn check_crypt(crypt: &str, password: &[u8]) -> Checked {
     if is_des(crypt) {
         #[allow(deprecated)]
         return match pwhash::unix_crypt::hash_with(&crypt[..2], password) {
-            Ok(computed) => from_bool("DES-CRYPT", computed.as_bytes().ct_eq(crypt.as_bytes()).into()),
+            Ok(computed) => from_bool(
+                "DES-CRYPT",
+                computed.as_bytes().ct_eq(crypt.as_bytes()).into(),
+            ),
             Err(_) => unreadable("DES-CRYPT", "is malformed"),
         };
     }
@@ -550,10 +561,23 @@ mod tests {
 
     #[test]
     fn weak_forms_need_the_option() {
-        for stored in ["secret", "5ebe2294ecd0e0f08eab7690d2a6ee69", "{PLAIN}secret"] {
-            assert_eq!(outcome(stored, "secret", WeakSchemes::Refuse), Outcome::WeakRefused);
-            assert_eq!(outcome(stored, "secret", WeakSchemes::Allow), Outcome::Match);
-            assert_eq!(outcome(stored, "Secret", WeakSchemes::Allow), Outcome::Mismatch);
+        for stored in [
+            "secret",
+            "5ebe2294ecd0e0f08eab7690d2a6ee69",
+            "{PLAIN}secret",
+        ] {
+            assert_eq!(
+                outcome(stored, "secret", WeakSchemes::Refuse),
+                Outcome::WeakRefused
+            );
+            assert_eq!(
+                outcome(stored, "secret", WeakSchemes::Allow),
+                Outcome::Match
+            );
+            assert_eq!(
+                outcome(stored, "Secret", WeakSchemes::Allow),
+                Outcome::Mismatch
+            );
         }
     }
 }
