@@ -12,6 +12,8 @@ pub mod mailstore;
 pub mod mariadb;
 pub mod pam;
 pub mod pfa_generators;
+pub mod postfixadmin;
+pub mod postgres;
 pub mod process;
 pub mod saslauthd;
 pub mod scim;
