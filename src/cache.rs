@@ -377,6 +377,8 @@ pub fn config_digest(key: &[u8; 32], opts: &Options) -> Mac {
         disabled_features,
         weak_schemes,
         query,
+        // Only decides whether a line may run at all (otherwise a configuration error).
+        disable_tls_never_use_in_production: _,
         #[cfg(feature = "fault-injection")]
             inject_panic: _,
     } = opts;
@@ -557,9 +559,9 @@ mod tests {
             Ok(o) => o,
             Err(e) => panic!("{e}"),
         };
-        let a = parse(&["backend=mailstore", "url=http://a/"]);
-        let b = parse(&["backend=mailstore", "url=http://b/"]);
-        let a_quiet = parse(&["backend=mailstore", "url=http://a/", "quiet"]);
+        let a = parse(&["backend=mailstore", "url=http://127.0.0.1/a"]);
+        let b = parse(&["backend=mailstore", "url=http://127.0.0.1/b"]);
+        let a_quiet = parse(&["backend=mailstore", "url=http://127.0.0.1/a", "quiet"]);
         let sock1 = parse(&["backend=kopano", "socket=/run/one.sock"]);
         let sock2 = parse(&["backend=kopano", "socket=/run/two.sock"]);
         assert_ne!(config_digest(&k, &sock1), config_digest(&k, &sock2));

@@ -13,9 +13,12 @@ pub mod cache;
 pub mod core;
 pub mod http;
 pub mod lock;
+pub mod offhost;
 pub mod options;
 pub mod pam;
+pub mod runtime;
 pub mod secret;
+pub mod sql;
 pub mod trusted_file;
 pub mod verdict;
 

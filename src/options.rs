@@ -132,6 +132,9 @@ pub struct Options {
     pub weak_schemes: WeakSchemes,
     /// The admin's own lookup (`query=`): one SELECT, the login name its only parameter.
     pub query: Option<String>,
+    /// Allows plaintext (http://, a DSN without TLS) to hosts other than loopback
+    /// (`crate::offhost`).
+    pub disable_tls_never_use_in_production: bool,
     #[cfg(feature = "fault-injection")]
     pub inject_panic: bool,
 }
@@ -190,6 +193,7 @@ impl Default for Options {
             disabled_features: vec!["imap".into(), "pop3".into()],
             weak_schemes: WeakSchemes::Refuse,
             query: None,
+            disable_tls_never_use_in_production: false,
             #[cfg(feature = "fault-injection")]
             inject_panic: false,
         }
@@ -290,20 +294,9 @@ fn is_key(key: &str) -> bool {
 fn is_secret(key: &str, value: &str) -> bool {
     match key {
         "http_password" | "token" => true,
-        "dsn" => dsn_has_password(value),
+        // Judged by the driver's own DSN parser (crate::sql).
+        "dsn" => crate::sql::is_secret(value),
         _ => false,
-    }
-}
-
-/// `mysql://user:pass@host/db` holds a password; `mysql://user@host/db` does not.
-/// Judged on everything before the last `@`, not on the URL's authority alone: a password
-/// with an unencoded `/`, `?` or `#` would otherwise hide in what looks like the path. Erring
-/// this way only keeps a DSN out of /etc/pam.d that could have stood there.
-pub fn dsn_has_password(dsn: &str) -> bool {
-    let rest = dsn.split_once("://").map_or(dsn, |(_, r)| r);
-    match rest.rsplit_once('@') {
-        Some((userinfo, _)) => userinfo.contains(':'),
-        None => false,
     }
 }
 
@@ -420,14 +413,7 @@ impl Builder {
             }
             "dsn" => {
                 let dsn = need("mysql://user:password@host:port/database")?;
-                if !["mysql://", "postgresql://", "postgres://"]
-                    .iter()
-                    .any(|p| dsn.starts_with(p))
-                {
-                    return Err(ConfigError(
-                        "dsn must start with mysql:// or postgresql://".into(),
-                    ));
-                }
+                crate::sql::Dsn::parse(dsn).map_err(ConfigError)?;
                 o.dsn = Some(Secret::new(dsn))
             }
             "file" => o.file = Some(PathBuf::from(need("/path/to/hashes")?)),
@@ -457,6 +443,9 @@ impl Builder {
             "query" => o.query = Some(check_query(need("SELECT ... WHERE login = ?")?)?),
             "feature" => o.features = feature_list(key, need("imap|pop3")?)?,
             "disabled_features" => o.disabled_features = feature_list(key, need("imap|pop3")?)?,
+            "disable_tls_never_use_in_production" => {
+                o.disable_tls_never_use_in_production = flag(key, value)?
+            }
             #[cfg(feature = "fault-injection")]
             "inject_panic" => o.inject_panic = flag(key, value)?,
             _ => return Err(ConfigError(format!("unknown option '{key}'"))),
@@ -480,12 +469,18 @@ impl Builder {
             ));
         }
         if let Some(ca) = &o.cafile {
-            if !ca.is_file() {
-                return Err(ConfigError(format!(
-                    "cafile {} is not a readable file",
-                    ca.display()
-                )));
-            }
+            // Whoever can change the CA file can impersonate every backend: the config
+            // file's rules, links followed through root-owned directories only.
+            trusted_file::read_cafile(ca).map_err(ConfigError)?;
+        }
+        let plaintext_allowed = o.disable_tls_never_use_in_production;
+        for url in &o.urls {
+            check_url_transport(url, plaintext_allowed)?;
+        }
+        if let Some(dsn) = &o.dsn {
+            crate::sql::Dsn::parse(dsn.expose())
+                .and_then(|d| d.check_transport(plaintext_allowed))
+                .map_err(ConfigError)?;
         }
         match backend {
             BackendKind::Kopano => {
@@ -649,6 +644,23 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The plaintext rule (`crate::offhost`) for one URL: http:// only to loopback.
+fn check_url_transport(url: &str, plaintext_allowed: bool) -> Result<(), ConfigError> {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Ok(()); // check_url already refused it
+    };
+    let host = parsed.host_str().unwrap_or("");
+    if parsed.scheme() == "http" && !plaintext_allowed && !crate::offhost::is_loopback(host) {
+        return Err(ConfigError(crate::offhost::refusal(
+            "url= http://",
+            host,
+            "Use https:// (the certificate is checked against the system store, or against \
+             cafile= when set)",
+        )));
+    }
+    Ok(())
+}
+
 /// The config file, read under the rules of `trusted_file`.
 fn read_config_file(path: &Path) -> Result<Trusted, ConfigError> {
     const ROLE: Role = Role {
@@ -681,20 +693,25 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = parse(&["backend=mailstore", "url=http://a/", "colour=blue"]).unwrap_err();
+        let e = parse(&["backend=mailstore", "url=http://127.0.0.1/", "colour=blue"]).unwrap_err();
         assert!(e.0.contains("'colour'"), "{e}");
     }
 
     #[test]
     fn secrets_refused_as_arguments() {
-        let e = parse(&["backend=mailstore", "url=http://a/", "http_password=x"]).unwrap_err();
+        let e = parse(&[
+            "backend=mailstore",
+            "url=http://127.0.0.1/",
+            "http_password=x",
+        ])
+        .unwrap_err();
         assert!(e.0.contains("config file"), "{e}");
         assert!(
             !e.0.contains("=x"),
             "the secret itself must not be echoed: {e}"
         );
         assert!(parse(&["backend=kopano", "dsn=mysql://u:p@h/db"]).is_err());
-        assert!(parse(&["backend=kopano", "dsn=mysql://u@h/db"]).is_ok());
+        assert!(parse(&["backend=kopano", "dsn=mysql://u@127.0.0.1/db"]).is_ok());
     }
 
     #[test]
@@ -708,7 +725,7 @@ mod tests {
             "url=http://u:p@h/",
         ] {
             assert!(
-                parse(&["backend=mailstore", "url=http://a/", bad]).is_err(),
+                parse(&["backend=mailstore", "url=http://127.0.0.1/", bad]).is_err(),
                 "{bad}"
             );
         }
@@ -717,16 +734,16 @@ mod tests {
     #[test]
     fn kopano_needs_exactly_one_source() {
         assert!(parse(&["backend=kopano"]).is_err());
-        assert!(parse(&["backend=kopano", "file=/x", "url=http://a/"]).is_err());
+        assert!(parse(&["backend=kopano", "file=/x", "url=http://127.0.0.1/"]).is_err());
         assert!(parse(&["backend=kopano", "url=http://localhost:236/"]).is_ok());
         assert!(parse(&["backend=kopano", "socket=/var/run/kopano/server.sock"]).is_ok());
-        assert!(parse(&["backend=kopano", "socket=/s", "url=http://a/"]).is_err());
+        assert!(parse(&["backend=kopano", "socket=/s", "url=http://127.0.0.1/"]).is_err());
         let o = parsed(&["backend=kopano", "socket=file:///var/run/zarafa"]);
         assert_eq!(o.socket, Some(PathBuf::from("/var/run/zarafa")));
         assert!(parse(&["backend=kopano", "socket=http://localhost:236/"]).is_err());
         assert!(parse(&["backend=kopano", "socket=/s", "feature=imap"]).is_err());
         assert!(parse(&["backend=kopano", "file=/x", "feature=imap|pop3"]).is_ok());
-        assert!(parse(&["backend=mailstore", "url=http://a/", "socket=/s"]).is_err());
+        assert!(parse(&["backend=mailstore", "url=http://127.0.0.1/", "socket=/s"]).is_err());
     }
 
     #[test]
@@ -790,24 +807,57 @@ mod tests {
     #[test]
     fn a_malformed_file_line_is_never_echoed() {
         for line in ["http_password s3cret", "token: s3cret", "Token = s3cret"] {
-            let e = Options::parse_config_text(line, &["backend=mailstore", "url=http://a/"])
-                .err()
-                .map(|e| e.0)
-                .unwrap_or_default();
+            let e =
+                Options::parse_config_text(line, &["backend=mailstore", "url=http://127.0.0.1/"])
+                    .err()
+                    .map(|e| e.0)
+                    .unwrap_or_default();
             assert!(e.contains("line 1"), "{line}: {e}");
             assert!(!e.contains("s3cret"), "{line}: {e}");
         }
     }
 
     #[test]
-    fn dsn_password_detection() {
-        assert!(dsn_has_password("mysql://kopano:s3cret@db:3306/kopano"));
-        assert!(!dsn_has_password(
-            "mysql://kopano@db/kopano?socket=/run/mysqld/mysqld.sock"
-        ));
-        assert!(!dsn_has_password("mysql://db/kopano"));
-        assert!(dsn_has_password("mysql://kopano:pa/ss@db/kopano"));
-        assert!(dsn_has_password("mysql://kopano:pa?ss@db/kopano"));
+    fn plaintext_http_only_to_loopback_unless_opted_out() {
+        for url in [
+            "http://127.0.0.1:8080/x",
+            "http://127.8.9.10/x",
+            "http://[::1]:8080/x",
+            "http://localhost/x",
+            "https://mail.example.com/x",
+        ] {
+            assert!(
+                parse(&["backend=mailstore", &format!("url={url}")]).is_ok(),
+                "{url}"
+            );
+        }
+        for url in [
+            "http://mail.example.com/x",
+            "http://192.0.2.10/x",
+            "http://[::2]/x",
+        ] {
+            let e = parse(&["backend=mailstore", &format!("url={url}")]).unwrap_err();
+            assert!(e.0.contains("disable_tls_never_use_in_production"), "{e}");
+            let with_opt_out = [
+                "backend=mailstore",
+                &format!("url={url}"),
+                "disable_tls_never_use_in_production",
+            ];
+            assert!(parse(&with_opt_out).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_dsn_password_in_any_form_keeps_the_dsn_out_of_module_arguments() {
+        for dsn in [
+            "mysql://kopano:s3cret@127.0.0.1/kopano",
+            "mysql://kopano@127.0.0.1/kopano?password=s3cret",
+            "mysql://kopano:pa/ss@127.0.0.1/kopano",
+        ] {
+            let e = parse(&["backend=kopano", &format!("dsn={dsn}")]).unwrap_err();
+            assert!(!e.0.contains("s3cret") && !e.0.contains("ss@"), "{e}");
+        }
+        assert!(parse(&["backend=kopano", "dsn=mysql://kopano@127.0.0.1/kopano"]).is_ok());
     }
 
     #[test]

@@ -196,3 +196,128 @@ where
     }
     Ok(value)
 }
+
+/// Largest CA file read: Debian's whole bundle (ca-certificates.crt) is about 220 KB.
+pub const CAFILE_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads `cafile=`: a CA bundle decides whom the module trusts with passwords, so whoever can
+/// change it can impersonate every backend.
+///
+/// Unlike the config file, a CA file may be a symbolic link: update-ca-certificates builds
+/// /etc/ssl/certs out of links into /usr/share/ca-certificates and /usr/local/share, and admins
+/// point `cafile=` there. A link is only as trustworthy as the directory it sits in (changing
+/// where a link points means replacing it), so the path is resolved here one component at a
+/// time, and every directory passed through (those of the path as written and of every link
+/// target) must be owned by root and not writable by group or other (a sticky directory such
+/// as /tmp is allowed: nobody but an entry's owner can replace it), and every link must be
+/// owned by root. The file the links end at then passes `read`'s rules. With every step
+/// owned and writable only by root, nothing can change between these checks and the read.
+pub fn read_cafile(path: &Path) -> Result<Trusted, String> {
+    const ROLE: Role = Role {
+        name: "CA file",
+        option: "cafile=",
+        holds: "PEM certificates",
+    };
+    let real = resolve_trusted(path, &ROLE)?;
+    read(&real, &ROLE, CAFILE_MAX_BYTES)
+}
+
+/// Follows `path` to the file it names, checking every directory and link on the way (see
+/// `read_cafile`). Returns a path free of symbolic links.
+fn resolve_trusted(path: &Path, role: &Role) -> Result<std::path::PathBuf, String> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    use std::path::Component;
+    let shown = path.display();
+    let name = role.name;
+    if !path.is_absolute() {
+        return Err(format!(
+            "{name} {shown} must be an absolute path ({} /etc/ssl/certs/...)",
+            role.option
+        ));
+    }
+    let components = |p: &Path| -> VecDeque<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some(OsString::from("..")),
+                _ => None,
+            })
+            .collect()
+    };
+    let trusted_dir = |dir: &Path| -> Result<(), String> {
+        let meta = std::fs::metadata(dir).map_err(|e| {
+            format!(
+                "{name} {shown}: directory {} on its path: {e}",
+                dir.display()
+            )
+        })?;
+        let d = dir.display();
+        if meta.uid() != 0 {
+            return Err(format!(
+                "{name} {shown}: directory {d} on its path is not owned by root, so its owner \
+                 can swap the file (chown root {d}, or keep the file elsewhere)"
+            ));
+        }
+        let sticky = meta.mode() & 0o1000 != 0;
+        if meta.mode() & 0o022 != 0 && !sticky {
+            return Err(format!(
+                "{name} {shown}: directory {d} on its path is writable by group or other, so \
+                 they can swap the file (chmod go-w {d})"
+            ));
+        }
+        Ok(())
+    };
+    let mut pending = components(path);
+    let mut at = std::path::PathBuf::from("/");
+    trusted_dir(&at)?;
+    let mut links = 0;
+    while let Some(part) = pending.pop_front() {
+        if part == ".." {
+            at.pop();
+            continue;
+        }
+        let next = at.join(&part);
+        let meta = std::fs::symlink_metadata(&next).map_err(|e| {
+            format!(
+                "{name} {shown} cannot be opened ({}: {e}); check the path given in {}",
+                next.display(),
+                role.option
+            )
+        })?;
+        if meta.file_type().is_symlink() {
+            links += 1;
+            if links > 40 {
+                return Err(format!("{name} {shown}: too many symbolic links"));
+            }
+            if meta.uid() != 0 {
+                return Err(format!(
+                    "{name} {shown}: the symbolic link {} is not owned by root (chown -h root {})",
+                    next.display(),
+                    next.display()
+                ));
+            }
+            let target = std::fs::read_link(&next)
+                .map_err(|e| format!("{name} {shown}: link {}: {e}", next.display()))?;
+            if target.is_absolute() {
+                at = std::path::PathBuf::from("/");
+            }
+            for c in components(&target).into_iter().rev() {
+                pending.push_front(c);
+            }
+            continue;
+        }
+        if pending.is_empty() {
+            return Ok(next);
+        }
+        if !meta.is_dir() {
+            return Err(format!(
+                "{name} {shown}: {} on its path is not a directory",
+                next.display()
+            ));
+        }
+        trusted_dir(&next)?;
+        at = next;
+    }
+    Err(format!("{name} {shown} names a directory, not a file"))
+}

@@ -56,7 +56,7 @@ fn legacy_plaintext_and_uppercase_values_never_match() {
             "legacy:5ebe2294ecd0e0f08eab7690d2a6ee69\nplain:secret\nupper:{}\n",
             EXAMPLE.to_ascii_uppercase()
         ),
-        0o644,
+        0o640,
     );
     let svc = line(&path, "");
     for user in ["legacy", "plain", "upper"] {

@@ -9,8 +9,7 @@
 //!   but not its tables (iRedMail, ViMbAdmin); its only input is the login name.
 
 pub mod scheme;
-// TEMPORARY until branch `secrets` delivers crate::sql: store.rs is written against it.
-// pub mod store;
+pub mod store;
 
 use super::{Answer, Backend};
 use crate::options::Options;
@@ -49,7 +48,7 @@ pub struct Postfixadmin<'a> {
 
 impl<'a> Postfixadmin<'a> {
     pub fn new(opts: &'a Options) -> Self {
-        Self::with_store(Box::new(Unwired), opts.weak_schemes)
+        Self::with_store(Box::new(store::Database::new(opts)), opts.weak_schemes)
     }
 
     pub fn with_store(store: Box<dyn MailboxStore + 'a>, weak: WeakSchemes) -> Self {
@@ -136,20 +135,6 @@ impl Backend for Postfixadmin<'_> {
 
     fn warnings(&self) -> Vec<String> {
         self.warnings.borrow().clone()
-    }
-}
-
-/// TEMPORARY: stands where store::Database goes once crate::sql is merged.
-struct Unwired;
-
-impl MailboxStore for Unwired {
-    fn mailbox(&self, _login: &str) -> Result<Option<Mailbox>, Verdict> {
-        Err(Verdict::Misconfigured(
-            "database layer not wired yet".into(),
-        ))
-    }
-    fn endpoint(&self) -> Option<String> {
-        None
     }
 }
 

@@ -98,11 +98,22 @@ impl PfaDb {
         );
         let tree = TempDir::new("pfa-tree");
         let root = tree.path();
-        for entry in ["functions.inc.php", "model", "languages", "lib", "configs", "templates"] {
+        for entry in [
+            "functions.inc.php",
+            "model",
+            "languages",
+            "lib",
+            "configs",
+            "templates",
+        ] {
             std::os::unix::fs::symlink(src.join(entry), root.join(entry)).unwrap();
         }
         std::fs::copy(src.join("common.php"), root.join("common.php")).unwrap();
-        std::fs::copy("/etc/postfixadmin/config.inc.php", root.join("config.inc.php")).unwrap();
+        std::fs::copy(
+            "/etc/postfixadmin/config.inc.php",
+            root.join("config.inc.php"),
+        )
+        .unwrap();
         std::fs::write(root.join("dbconfig.inc.php"), "<?php\n").unwrap();
         let db_type = match self.engine {
             Engine::Mysql => "mysqli",

@@ -53,7 +53,9 @@ fn bindir() -> PathBuf {
         .filter(|p| p.join("postgres").exists())
         .collect();
     versions.sort();
-    versions.pop().expect("no /usr/lib/postgresql/*/bin/postgres")
+    versions
+        .pop()
+        .expect("no /usr/lib/postgresql/*/bin/postgres")
 }
 
 /// `cmd` run as the postgres user: setpriv execs in place, so signals and PDEATHSIG reach
@@ -111,8 +113,11 @@ fn start() -> Postgres {
     std::fs::create_dir_all(&tls).unwrap();
     std::fs::copy(&cert.cert, tls.join("server.crt")).unwrap();
     std::fs::copy(&cert.key, tls.join("server.key")).unwrap();
-    std::fs::set_permissions(tls.join("server.key"), std::fs::Permissions::from_mode(0o600))
-        .unwrap();
+    std::fs::set_permissions(
+        tls.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     chown_postgres(&dir);
     let out = as_postgres(&bin.join("initdb"))
         .args([
@@ -144,7 +149,10 @@ fn start() -> Postgres {
         .args(["-c", "listen_addresses=127.0.0.1"])
         .args(["-c", "ssl=on"])
         .arg("-c")
-        .arg(format!("ssl_cert_file={}", tls.join("server.crt").display()))
+        .arg(format!(
+            "ssl_cert_file={}",
+            tls.join("server.crt").display()
+        ))
         .arg("-c")
         .arg(format!("ssl_key_file={}", tls.join("server.key").display()))
         .args(["-c", "fsync=off", "-c", "max_connections=200"])
@@ -194,7 +202,16 @@ impl Postgres {
     /// Runs SQL as the superuser over the private socket, in `database`.
     pub fn try_sql(&self, database: &str, sql: &str) -> Result<String, String> {
         let mut child = Command::new(bindir().join("psql"))
-            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-U", "postgres"])
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+            ])
             .arg("-h")
             .arg(&self.socket_dir)
             .arg("-p")
@@ -229,7 +246,9 @@ impl Postgres {
     pub fn kill_connections_of(&self, role: &str) {
         self.sql(
             "postgres",
-            &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}';"),
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}';"
+            ),
         );
     }
 }

@@ -10,7 +10,8 @@
 //! active user. A login cannot contain `:`.
 //!
 //! The file is checked like the config file: no symbolic link, a regular file, owned by
-//! root, not writable by group or other, at most `FILE_MAX_BYTES`.
+//! root, not writable by group or other, at most `FILE_MAX_BYTES`; and, since it holds
+//! hashes, not readable by other.
 
 use super::Record;
 use super::ACTIVE_USER;
@@ -94,9 +95,16 @@ fn read(path: &Path) -> Result<Zeroizing<String>, Verdict> {
         option: "file=",
         holds: "one login:hash line per user",
     };
-    trusted_file::read(path, &ROLE, FILE_MAX_BYTES)
-        .map(|f| f.text)
-        .map_err(Verdict::Misconfigured)
+    let file = trusted_file::read(path, &ROLE, FILE_MAX_BYTES).map_err(Verdict::Misconfigured)?;
+    if file.other_readable {
+        // Salted MD5 is cheap to crack: the hashes are as secret as the passwords.
+        let shown = path.display();
+        return Err(Verdict::Misconfigured(format!(
+            "hash file {shown} is readable by everyone; its salted MD5 hashes are cheap to \
+             crack (chmod o-r {shown}; group-readable is fine for the host's group)"
+        )));
+    }
+    Ok(file.text)
 }
 
 /// The record for `user`, `None` if no line names them. A malformed line anywhere makes the

@@ -71,7 +71,7 @@ impl MailboxStore for Database<'_> {
             None => {
                 let query = Query {
                     mysql: MAILBOX_MYSQL,
-                    postgres: MAILBOX_POSTGRES,
+                    postgres: Some(MAILBOX_POSTGRES),
                 };
                 let rows = sql::query(self.opts, dsn, deadline, query, &params, MAX_ROWS)?;
                 default_row(login, &rows)
@@ -79,7 +79,7 @@ impl MailboxStore for Database<'_> {
             Some(own) => {
                 let query = Query {
                     mysql: own,
-                    postgres: own,
+                    postgres: Some(own),
                 };
                 let rows = sql::query(self.opts, dsn, deadline, query, &params, MAX_ROWS)?;
                 own_row(&rows)
