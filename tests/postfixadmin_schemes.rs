@@ -3,6 +3,8 @@
 //! during this test run. The module's reading is the library's `scheme::check`, the same
 //! function the backend calls; tests/postfixadmin.rs runs a user per scheme through libpam.
 
+#![allow(unused_imports)] // support/mod.rs re-exports the libpam harness, unused here.
+
 mod support;
 
 use pam_mailauth::backend::postfixadmin::scheme::{check, Outcome, WeakSchemes};

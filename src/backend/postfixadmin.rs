@@ -241,7 +241,7 @@ mod tests {
         );
         let warnings = lenient.warnings();
         assert!(
-            warnings.iter().any(|w| w.contains("weak scheme PLAIN")),
+            warnings.iter().any(|w| w.contains("weak scheme {PLAIN}")),
             "{warnings:?}"
         );
         assert!(

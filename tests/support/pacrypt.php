@@ -24,6 +24,7 @@ $CONF = [
     'database_name' => getenv('PFA_DB_NAME') ?: 'postfixadmin',
     'database_socket' => getenv('PFA_DB_SOCKET') ?: '',
     'database_prefix' => '',
+    'database_use_ssl' => false,
     'database_tables' => [],
 ];
 Config::getInstance()->setAll($CONF);

@@ -215,6 +215,14 @@ impl PfaDb {
         ));
     }
 
+    /// An SQL timestamp `days` from now (negative: in the past).
+    pub fn days_from_now(&self, days: i32) -> String {
+        match self.engine {
+            Engine::Mysql => format!("NOW() + INTERVAL {days} DAY"),
+            Engine::Postgres => format!("NOW() + INTERVAL '{days} days'"),
+        }
+    }
+
     /// The module's DSN (the reader account) over TCP to 127.0.0.1.
     pub fn dsn(&self) -> String {
         match self.engine {

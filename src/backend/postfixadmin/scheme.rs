@@ -190,11 +190,11 @@ fn check_prefixed(raw_name: &str, body: &str, password: &[u8], weak: WeakSchemes
     } else {
         (upper.as_str(), Encoding2::Default)
     };
-    let scheme = upper.clone();
+    let scheme = format!("{{{upper}}}");
     let Some(kind) = kind_of(name) else {
         return Checked {
             outcome: Outcome::Unreadable(format!(
-                "the stored password uses scheme {{{scheme}}}, which this module cannot check"
+                "the stored password uses scheme {scheme}, which this module cannot check"
             )),
             scheme,
             weak: false,
@@ -202,7 +202,7 @@ fn check_prefixed(raw_name: &str, body: &str, password: &[u8], weak: WeakSchemes
     };
     let weak_kind = matches!(kind, Kind::Plain | Kind::Digest { .. });
     let unreadable = |why: &str| Checked {
-        outcome: Outcome::Unreadable(format!("the stored {{{scheme}}} value {why}")),
+        outcome: Outcome::Unreadable(format!("the stored {scheme} value {why}")),
         scheme: scheme.clone(),
         weak: weak_kind,
     };
@@ -213,12 +213,12 @@ fn check_prefixed(raw_name: &str, body: &str, password: &[u8], weak: WeakSchemes
                 None => return unreadable("does not decode as its suffix says"),
             };
             let mut checked = check_crypt(&crypt, password);
-            checked.scheme = format!("{{{scheme}}} {}", checked.scheme);
+            checked.scheme = format!("{scheme} {}", checked.scheme);
             checked
         }
         Kind::Md5Either if encoding == Encoding2::Default && body.starts_with("$1$") => {
             let mut checked = check_crypt(body, password);
-            checked.scheme = format!("{{{scheme}}} {}", checked.scheme);
+            checked.scheme = format!("{scheme} {}", checked.scheme);
             checked
         }
         Kind::Md5Either | Kind::Digest { .. } => {
