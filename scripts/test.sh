@@ -7,7 +7,14 @@ cd "$(dirname "$0")/.."
 
 . scripts/ensure-packages.sh
 PACKAGES=(libpam0g-dev libssl-dev pkg-config libpam-wrapper sasl2-bin apache2
-          libapache2-mod-authnz-pam mariadb-server binutils curl openssl)
+          libapache2-mod-authnz-pam mariadb-server binutils curl openssl
+          # backend=postfixadmin: the real hash generators (PostfixAdmin's pacrypt under
+          # php-cli, doveadm pw), its upgrade.php for the schema, and a private PostgreSQL.
+          postfixadmin php-cli php-mysql php-pgsql dovecot-core postgresql)
+# PostfixAdmin's package would otherwise ask (and try) to set up a database of its own.
+if [ "$(id -u)" = 0 ] && command -v debconf-set-selections >/dev/null; then
+  echo "postfixadmin postfixadmin/dbconfig-install boolean false" | debconf-set-selections
+fi
 ensure_packages "${PACKAGES[@]}"
 
 echo "== build (release, shared by every test stage)"
