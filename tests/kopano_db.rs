@@ -504,3 +504,177 @@ fn a_database_of_another_shape_is_authinfo_unavail_not_a_crash() {
     assert_eq!(l.svc.auth("odd-shape", "x"), PAM_AUTHINFO_UNAVAIL);
     assert_eq!(account(&l, "odd-shape"), PAM_AUTHINFO_UNAVAIL);
 }
+
+#[test]
+fn every_form_of_a_dsn_password_is_a_secret() {
+    let db = mariadb::server();
+    db.add_users(&[KopanoUser::active("db-pwparam", "Passw0rd")]);
+    let capture = support::syslog::Capture::start();
+    // A password as a query parameter (the old driver took ?password=): never as a module
+    // argument, never in a world-readable file.
+    let param = format!(
+        "mysql://{}@127.0.0.1:{}/kopano?password={}",
+        mariadb::DB_USER,
+        db.port,
+        mariadb::DB_PASSWORD
+    );
+    let arg = Service::module_line(&format!("backend=kopano dsn={param}"));
+    assert_eq!(arg.auth("db-pwparam", "Passw0rd"), PAM_SERVICE_ERR);
+    let dir = TempDir::new("kopano-db");
+    for (dsn, mode) in [(param.clone(), 0o644), (db.dsn(), 0o644), (param, 0o600)] {
+        let cfg = config_file(dir.path(), &format!("dsn = {dsn}\n"), mode);
+        let svc = Service::module_line(&format!("backend=kopano config={}", cfg.display()));
+        assert_eq!(
+            svc.auth("db-pwparam", "Passw0rd"),
+            PAM_SERVICE_ERR,
+            "{mode:o}"
+        );
+    }
+    // The userinfo form in a file only root and the host's group can read: works.
+    let cfg = config_file(dir.path(), &format!("dsn = {}\n", db.dsn()), 0o640);
+    let svc = Service::module_line(&format!("backend=kopano config={}", cfg.display()));
+    assert_eq!(svc.auth("db-pwparam", "Passw0rd"), PAM_SUCCESS);
+    let lines = capture.module_lines().join("\n");
+    assert!(!lines.contains(mariadb::DB_PASSWORD), "{lines}");
+}
+
+#[test]
+fn no_part_of_a_dsn_password_or_user_reaches_the_log() {
+    let db = mariadb::server();
+    db.add_users(&[KopanoUser::active("db-frag", "Passw0rd")]);
+    let user = "kopano_frag";
+    db.add_db_account(user, "Fr4g/Zz9?Qq8#Ww7@Xy6");
+    let fragments = ["Fr4g", "Zz9", "Qq8", "Ww7", "Xy6", "Aa1", "Bb2", user];
+    let capture = support::syslog::Capture::start();
+    let dir = TempDir::new("kopano-db");
+    let port = db.port;
+    // Unencoded delimiters: the driver would read parts of the password as host, port,
+    // database or parameter. Refused, and never echoed, with or without debug.
+    for password in [
+        "Fr4g/Zz9?Qq8#Ww7@Xy6",
+        "Aa1/Bb2",
+        "Aa1?Bb2",
+        "Aa1#Bb2",
+        "Aa1@Bb2",
+        "Aa1:Bb2/Zz9",
+    ] {
+        let dsn = format!("mysql://{user}:{password}@127.0.0.1:{port}/kopano");
+        let l = line_with(&dsn, "debug");
+        assert_eq!(
+            l.svc.auth("db-frag", "Passw0rd"),
+            PAM_SERVICE_ERR,
+            "{password}"
+        );
+    }
+    // Percent-encoded, it works; a failure of the server's own login names neither the user
+    // nor the password.
+    let good = format!("mysql://{user}:Fr4g%2FZz9%3FQq8%23Ww7%40Xy6@127.0.0.1:{port}/kopano");
+    assert_eq!(
+        line_with(&good, "debug").svc.auth("db-frag", "Passw0rd"),
+        PAM_SUCCESS
+    );
+    let wrong = format!("mysql://{user}:Fr4g%2FZz9%3FQq8%23Ww7%40Xy5@127.0.0.1:{port}/kopano");
+    assert_eq!(
+        line_with(&wrong, "debug").svc.auth("db-frag", "Passw0rd"),
+        PAM_AUTHINFO_UNAVAIL
+    );
+    let lines = capture.module_lines().join("\n");
+    assert!(lines.contains("credentials"), "{lines}");
+    assert!(
+        lines.contains(&format!("mysql 127.0.0.1:{port}/kopano")),
+        "{lines}"
+    );
+    for f in fragments {
+        assert!(!lines.contains(f), "'{f}' logged:\n{lines}");
+    }
+    drop(dir);
+}
+
+/// The start of a MariaDB greeting (protocol 10), as a real server sends it.
+fn greeting() -> Vec<u8> {
+    let mut payload = vec![10u8];
+    payload.extend(b"5.5.5-10.11.19-MariaDB\0");
+    payload.extend(7u32.to_le_bytes());
+    payload.extend(b"abcdefgh\0");
+    payload.extend([0xfe, 0xf7, 0x2d, 0x02, 0x00, 0xff, 0x81, 0x15]);
+    payload.extend([0u8; 10]);
+    payload.extend(b"ijklmnopqrst\0mysql_native_password\0");
+    let mut packet = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+    packet.push(0);
+    packet.extend(payload);
+    packet
+}
+
+#[test]
+fn a_dripping_database_is_cut_off_at_the_timeout() {
+    // One byte of the greeting every 1.5 s: each read alone is quick, the whole never ends.
+    // The dripper gives up after 15 s, so a module without a total bound fails this test
+    // rather than hanging it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut c = c;
+                let started = Instant::now();
+                for b in greeting() {
+                    if started.elapsed() > Duration::from_secs(15) || c.write_all(&[b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(1500));
+                }
+            });
+        }
+    });
+    let dsn = format!("mysql://kopano:x@127.0.0.1:{port}/kopano");
+    let l = line_with(&dsn, "timeout=2");
+    for phase in ["auth", "account"] {
+        let started = Instant::now();
+        let code = match phase {
+            "auth" => l.svc.auth("db-right", "Passw0rd"),
+            _ => account(&l, "db-right"),
+        };
+        let took = started.elapsed();
+        assert_eq!(code, PAM_AUTHINFO_UNAVAIL, "{phase}");
+        assert!(took >= Duration::from_millis(1900), "{phase}: {took:?}");
+        // timeout= plus the documented slack (README, "Time bounds").
+        assert!(took < Duration::from_millis(2500), "{phase}: {took:?}");
+    }
+}
+
+#[test]
+fn a_forked_child_never_uses_its_parents_connection_or_runtime() {
+    // saslauthd and Apache prefork fork after the module has run: the child inherits the
+    // thread's I/O runtime and its pooled connection. It must make its own, and leave the
+    // parent's session intact.
+    mariadb::server().add_users(&[KopanoUser::active("db-fork", "Passw0rd")]);
+    let l = line("");
+    assert_eq!(l.svc.auth("db-fork", "Passw0rd"), PAM_SUCCESS);
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let ok = l.svc.auth("db-fork", "Passw0rd") == PAM_SUCCESS
+            && l.svc.auth("db-fork", "wrong") == PAM_AUTH_ERR;
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut status = 0;
+    loop {
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        if Instant::now() > deadline {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the forked child hung");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child: {status}"
+    );
+    // The parent's pooled connection and runtime still serve it.
+    assert_eq!(l.svc.auth("db-fork", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(l.svc.auth("db-fork", "wrong"), PAM_AUTH_ERR);
+}

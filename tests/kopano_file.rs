@@ -112,3 +112,17 @@ fn an_unsafe_or_broken_file_is_a_configuration_error() {
     let broken = hash_file(&dir2, &format!("john:{EXAMPLE}\njust-a-name\n"), 0o600);
     assert_eq!(line(&broken, "").auth("john", "secret"), PAM_SERVICE_ERR);
 }
+
+#[test]
+fn a_hash_file_readable_by_everyone_is_a_configuration_error() {
+    // Salted MD5 is cheap to crack: the hashes must be as private as the config file's secrets.
+    let dir = TempDir::new("kopano-file");
+    let path = hash_file(&dir, &format!("john:{EXAMPLE}\n"), 0o644);
+    let capture = support::syslog::Capture::start();
+    assert_eq!(line(&path, "").auth("john", "secret"), PAM_SERVICE_ERR);
+    let lines = capture.module_lines().join("\n");
+    assert!(lines.contains("chmod o-r"), "{lines}");
+    // Readable by the host's group is fine.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(line(&path, "").auth("john", "secret"), PAM_SUCCESS);
+}

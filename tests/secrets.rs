@@ -162,7 +162,7 @@ fn options_debug_output_redacts_every_secret() {
     assert!(!shown.contains("S3cret"), "{shown}");
 
     let kopano = Options::parse_config_text(
-        &format!("backend = kopano\ndsn = mysql://kopano:{BASIC_PASSWORD}@db:3306/kopano\n"),
+        &format!("backend = kopano\ndsn = mysql://kopano:{BASIC_PASSWORD}@db:3306/kopano?require_ssl=true\n"),
         &[] as &[&str],
     )
     .unwrap();
@@ -251,6 +251,9 @@ fn wipe_child() {
     line.push(b'\n');
     let hashes = dir.path().join("hashes");
     std::fs::write(&hashes, &*line).unwrap();
+    // Hashes are secrets: the module refuses a hash file others can read.
+    let private = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+    std::fs::set_permissions(&hashes, private).unwrap();
     const MASK: u8 = 0x5a;
     let masked: Vec<Vec<u8>> = [&right, &wrong]
         .iter()

@@ -10,6 +10,7 @@
 //! (salt of 8 lowercase hex characters + MD5(salt || password), computed here by MariaDB's
 //! own MD5(), not by the module's code), and feature lists in `objectmvproperty`.
 
+use super::tls::{CertFiles, Pki};
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -33,20 +34,35 @@ pub struct MariaDb {
     pub socket: PathBuf,
     pub port: u16,
     pub pid: u32,
+    /// Set for [`tls_server`].
+    pub tls: Option<TlsSetup>,
 }
 
+/// The certificates of [`tls_server`]: its own CA, and another CA that issued nothing it uses.
+pub struct TlsSetup {
+    pub ca: CertFiles,
+    pub other_ca: CertFiles,
+    _pki: Pki,
+}
+
+/// The "remote" address tests serve on inside a private network namespace (testing.md §9).
+pub const REMOTE_IP: &str = "192.0.2.2";
+
 static SERVER: OnceLock<MariaDb> = OnceLock::new();
-static SERVER_PID: AtomicUsize = AtomicUsize::new(0);
-static SERVER_DIR: OnceLock<PathBuf> = OnceLock::new();
+static TLS_SERVER: OnceLock<MariaDb> = OnceLock::new();
+static SERVER_PIDS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+static SERVER_DIRS: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
 
 extern "C" fn stop_at_exit() {
-    let pid = SERVER_PID.load(Ordering::SeqCst);
-    if pid != 0 {
-        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    }
-    if let Some(dir) = SERVER_DIR.get() {
-        let _ = std::fs::remove_dir_all(dir);
+    for (pid, dir) in SERVER_PIDS.iter().zip(&SERVER_DIRS) {
+        let pid = pid.load(Ordering::SeqCst);
+        if pid != 0 {
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        if let Some(dir) = dir.get() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -60,14 +76,43 @@ fn free_port() -> u16 {
 
 /// The one server of this test process, started on first use.
 pub fn server() -> &'static MariaDb {
-    SERVER.get_or_init(start)
+    SERVER.get_or_init(|| start(None))
 }
 
-fn start() -> MariaDb {
-    let dir = std::env::temp_dir().join(format!("pam_mailauth-mariadb-{}", std::process::id()));
+/// A second server of this test process that speaks only TLS (`require_secure_transport=ON`),
+/// with a certificate from its own CA for 127.0.0.1, localhost and [`REMOTE_IP`]. Inside a
+/// private network namespace (testing.md §9, `PAM_MAILAUTH_NETNS` set) it listens on every
+/// address of that namespace, so it can stand for a remote database at [`REMOTE_IP`].
+pub fn tls_server() -> &'static MariaDb {
+    TLS_SERVER.get_or_init(|| {
+        let pki = Pki::new();
+        let ca = pki.ca("db-ca");
+        let other_ca = pki.ca("other-ca");
+        let cert = pki.issued(
+            &ca,
+            "db",
+            &format!("IP:127.0.0.1,DNS:localhost,IP:{REMOTE_IP}"),
+        );
+        start(
+            Some(TlsSetup {
+                ca,
+                other_ca,
+                _pki: pki,
+            })
+            .map(|t| (t, cert)),
+        )
+    })
+}
+
+fn start(tls: Option<(TlsSetup, CertFiles)>) -> MariaDb {
+    let slot = usize::from(tls.is_some());
+    let dir = std::env::temp_dir().join(format!(
+        "pam_mailauth-mariadb-{}-{slot}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let _ = SERVER_DIR.set(dir.clone());
+    let _ = SERVER_DIRS[slot].set(dir.clone());
     unsafe { libc::atexit(stop_at_exit) };
     let data = dir.join("data");
     let out = Command::new("mariadb-install-db")
@@ -88,26 +133,33 @@ fn start() -> MariaDb {
     );
     let socket = dir.join("sock");
     let port = free_port();
+    let in_private_net = std::env::var_os(super::netns::MARKER).is_some();
     let mut cmd = Command::new("mariadbd");
-    cmd.args([
-        "--no-defaults",
-        "--user=root",
-        "--skip-log-bin",
-        "--bind-address=127.0.0.1",
-    ])
-    .arg(format!("--datadir={}", data.display()))
-    .arg(format!("--socket={}", socket.display()))
-    .arg(format!("--port={port}"))
-    .arg(format!("--pid-file={}", dir.join("pid").display()))
-    .arg(format!("--log-error={}", dir.join("error.log").display()))
-    .args([
-        "--innodb-buffer-pool-size=16M",
-        "--skip-name-resolve",
-        "--max-connections=500",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    cmd.args(["--no-defaults", "--user=root", "--skip-log-bin"])
+        .arg(if in_private_net {
+            "--bind-address=0.0.0.0"
+        } else {
+            // 127.0.0.2 reaches the same server under an address its certificate lacks.
+            "--bind-address=127.0.0.1,127.0.0.2"
+        });
+    if let Some((_, cert)) = &tls {
+        cmd.arg(format!("--ssl-cert={}", cert.cert.display()))
+            .arg(format!("--ssl-key={}", cert.key.display()))
+            .arg("--require-secure-transport=ON");
+    }
+    cmd.arg(format!("--datadir={}", data.display()))
+        .arg(format!("--socket={}", socket.display()))
+        .arg(format!("--port={port}"))
+        .arg(format!("--pid-file={}", dir.join("pid").display()))
+        .arg(format!("--log-error={}", dir.join("error.log").display()))
+        .args([
+            "--innodb-buffer-pool-size=16M",
+            "--skip-name-resolve",
+            "--max-connections=500",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     super::process::own_session(&mut cmd);
     // Fork from a thread that never ends, so PDEATHSIG fires only when the process dies.
     let (tx, rx) = mpsc::channel();
@@ -122,12 +174,13 @@ fn start() -> MariaDb {
         }
     });
     let pid = rx.recv().unwrap().expect("mariadbd");
-    SERVER_PID.store(pid as usize, Ordering::SeqCst);
+    SERVER_PIDS[slot].store(pid as usize, Ordering::SeqCst);
     let db = MariaDb {
         dir: dir.clone(),
         socket,
         port,
         pid,
+        tls: tls.map(|(t, _)| t),
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while db.try_root_sql("SELECT 1").is_err() {
@@ -142,8 +195,10 @@ fn start() -> MariaDb {
         "CREATE DATABASE {DB_NAME} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;
          CREATE USER '{DB_USER}'@'127.0.0.1' IDENTIFIED BY '{DB_PASSWORD}';
          CREATE USER '{DB_USER}'@'localhost' IDENTIFIED BY '{DB_PASSWORD}';
+         CREATE USER '{DB_USER}'@'192.0.2.%' IDENTIFIED BY '{DB_PASSWORD}';
          GRANT SELECT ON {DB_NAME}.* TO '{DB_USER}'@'127.0.0.1';
          GRANT SELECT ON {DB_NAME}.* TO '{DB_USER}'@'localhost';
+         GRANT SELECT ON {DB_NAME}.* TO '{DB_USER}'@'192.0.2.%';
          USE {DB_NAME};
          {SCHEMA}"
     ));
@@ -237,6 +292,14 @@ impl MariaDb {
     pub fn dsn_as(&self, user: &str, password: &str) -> String {
         format!(
             "mysql://{user}:{password}@127.0.0.1:{}/{DB_NAME}",
+            self.port
+        )
+    }
+
+    /// The module's DSN over TCP to `host`, asking for TLS (`require_ssl=true`).
+    pub fn tls_dsn(&self, host: &str) -> String {
+        format!(
+            "mysql://{DB_USER}:{DB_PASSWORD}@{host}:{}/{DB_NAME}?require_ssl=true",
             self.port
         )
     }

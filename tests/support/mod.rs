@@ -10,6 +10,7 @@ pub mod james;
 pub mod kopano_soap;
 pub mod mailstore;
 pub mod mariadb;
+pub mod netns;
 pub mod pam;
 pub mod pfa_generators;
 pub mod postfixadmin;

@@ -61,7 +61,9 @@ fn odd_row() -> Verdict {
 }
 
 /// One row of USER_QUERY: id, object class, login, password value.
-fn user_row(row: &Row) -> Result<(i64, u32, Option<&[u8]>, Option<&[u8]>), Verdict> {
+type UserRow<'a> = (i64, u32, Option<&'a [u8]>, Option<&'a [u8]>);
+
+fn user_row(row: &Row) -> Result<UserRow<'_>, Verdict> {
     let id = row.int(0).ok_or_else(odd_row)?;
     let class = row
         .int(1)

@@ -1,0 +1,39 @@
+//! Running one test inside a private network namespace (testing.md §9): only the namespace's
+//! own loopback interface exists there, carrying 127.0.0.1 and [`super::mariadb::REMOTE_IP`]
+//! (a "remote" address the test serves itself; the module judges hosts as written, so to it
+//! that address is another host). A connect anywhere else fails at once with ENETUNREACH: no
+//! packet leaves the machine. (A dummy interface would do as well, but not every kernel that
+//! runs the tests has the dummy driver.)
+
+use std::process::Command;
+
+/// Set in the child that runs inside the namespace.
+pub const MARKER: &str = "PAM_MAILAUTH_NETNS";
+
+/// In the test process: runs test `name` of this binary again inside a fresh private network
+/// namespace, fails if it fails there, and returns `false` (the caller returns). Inside the
+/// namespace: returns `true` (the caller runs the test body).
+pub fn in_private_net(name: &str) -> bool {
+    if std::env::var_os(MARKER).is_some() {
+        return true;
+    }
+    let setup = format!(
+        "ip link set lo up && ip addr add {}/32 dev lo && exec \"$@\"",
+        super::mariadb::REMOTE_IP
+    );
+    let out = Command::new("unshare")
+        .args(["--net", "sh", "-c", &setup, "sh"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(MARKER, "1")
+        .env("PAM_MAILAUTH_SO", super::pam::module())
+        .output()
+        .expect("unshare (util-linux) and ip (iproute2)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} inside a private network namespace failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
