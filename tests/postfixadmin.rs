@@ -364,6 +364,65 @@ fn postgres_tls_is_verified() {
     assert!(!lines.contains(READER_PASSWORD), "{lines}");
 }
 
+/// MySQL with require_ssl=true against a MariaDB that speaks only TLS: verified against
+/// cafile=; another CA is PAM_AUTHINFO_UNAVAIL with a line that says TLS failed.
+#[test]
+fn mysql_tls_is_verified() {
+    let d = support::postfixadmin::tls_mysql();
+    let m = support::mariadb::tls_server();
+    let tls = m.tls.as_ref().unwrap();
+    d.add_domain("tls-my.example", true, 0);
+    d.add_mailbox(
+        "user@tls-my.example",
+        &doveadm("SHA256-CRYPT", PASSWORD),
+        true,
+        None,
+    );
+    let dsn = |host: &str| {
+        format!(
+            "mysql://{READER}:{READER_PASSWORD}@{host}:{}/postfixadmin?require_ssl=true",
+            m.port
+        )
+    };
+    for host in ["127.0.0.1", "localhost"] {
+        let l = line_with(
+            &format!("dsn = {}\ncafile = {}\n", dsn(host), tls.ca.cert.display()),
+            "",
+        );
+        assert_eq!(
+            l.svc.login("user@tls-my.example", PASSWORD),
+            (PAM_SUCCESS, Some(PAM_SUCCESS)),
+            "{host}"
+        );
+    }
+    // The server refuses plaintext itself.
+    let plain = format!(
+        "mysql://{READER}:{READER_PASSWORD}@127.0.0.1:{}/postfixadmin",
+        m.port
+    );
+    let l = line_with(&format!("dsn = {plain}\n"), "");
+    assert_eq!(
+        l.svc.auth("user@tls-my.example", PASSWORD),
+        PAM_AUTHINFO_UNAVAIL
+    );
+    let capture = Capture::start();
+    let l = line_with(
+        &format!(
+            "dsn = {}\ncafile = {}\n",
+            dsn("127.0.0.1"),
+            tls.other_ca.cert.display()
+        ),
+        "",
+    );
+    assert_eq!(
+        l.svc.auth("user@tls-my.example", PASSWORD),
+        PAM_AUTHINFO_UNAVAIL
+    );
+    let lines = capture.module_lines().join("\n");
+    assert!(lines.contains("TLS with the database failed"), "{lines}");
+    assert!(!lines.contains(READER_PASSWORD), "{lines}");
+}
+
 /// Weak schemes are logged as weak when used; an unknown scheme is named, the hash never.
 #[test]
 fn logs_name_the_scheme_never_the_hash_or_password() {

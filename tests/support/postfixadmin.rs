@@ -29,10 +29,44 @@ pub enum Engine {
 pub struct PfaDb {
     pub engine: Engine,
     pub port: u16,
+    /// The MariaDB holding it (MySQL only): the plain server or the TLS-only one.
+    mysql: Option<&'static mariadb::MariaDb>,
 }
 
 static MYSQL: OnceLock<PfaDb> = OnceLock::new();
 static POSTGRES: OnceLock<PfaDb> = OnceLock::new();
+static MYSQL_TLS: OnceLock<PfaDb> = OnceLock::new();
+
+/// A PostfixAdmin database in the TLS-only MariaDB (mariadb::tls_server). Its tables are
+/// copied (SHOW CREATE TABLE) from the ones upgrade.php made in the plain server: PHP would
+/// need the TLS settings too, and the schema is the same.
+pub fn tls_mysql() -> &'static PfaDb {
+    MYSQL_TLS.get_or_init(|| {
+        let plain = db(Engine::Mysql);
+        let m = mariadb::tls_server();
+        m.root_sql(&format!(
+            "CREATE DATABASE {DB_NAME};
+             CREATE USER '{READER}'@'127.0.0.1' IDENTIFIED BY '{READER_PASSWORD}';
+             CREATE USER '{READER}'@'localhost' IDENTIFIED BY '{READER_PASSWORD}';
+             GRANT SELECT ON {DB_NAME}.* TO '{READER}'@'127.0.0.1';
+             GRANT SELECT ON {DB_NAME}.* TO '{READER}'@'localhost';"
+        ));
+        for table in ["domain", "mailbox"] {
+            let shown = plain.sql(&format!("SHOW CREATE TABLE {table};"));
+            let create = shown
+                .split_once('\t')
+                .map(|(_, c)| c.trim_end().replace("\\n", "\n"))
+                .unwrap_or_default();
+            assert!(create.starts_with("CREATE TABLE"), "{shown}");
+            m.root_sql(&format!("USE {DB_NAME};\n{create};"));
+        }
+        PfaDb {
+            engine: Engine::Mysql,
+            port: m.port,
+            mysql: Some(m),
+        }
+    })
+}
 
 /// The PostfixAdmin database in the given engine, created on first use.
 pub fn db(engine: Engine) -> &'static PfaDb {
@@ -73,7 +107,11 @@ fn create(engine: Engine) -> PfaDb {
             p.port
         }
     };
-    let db = PfaDb { engine, port };
+    let db = PfaDb {
+        engine,
+        port,
+        mysql: (engine == Engine::Mysql).then(mariadb::server),
+    };
     db.run_upgrade_php();
     match engine {
         Engine::Mysql => {}
@@ -158,7 +196,10 @@ impl PfaDb {
     /// Runs SQL as the administrator in the PostfixAdmin database.
     pub fn sql(&self, sql: &str) -> String {
         match self.engine {
-            Engine::Mysql => mariadb::server().root_sql(&format!("USE {DB_NAME};\n{sql}")),
+            Engine::Mysql => self
+                .mysql
+                .unwrap_or_else(mariadb::server)
+                .root_sql(&format!("USE {DB_NAME};\n{sql}")),
             Engine::Postgres => postgres::server().sql(DB_NAME, sql),
         }
     }
