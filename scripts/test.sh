@@ -9,7 +9,14 @@ cd "$(dirname "$0")/.."
 PACKAGES=(libpam0g-dev libssl-dev pkg-config libpam-wrapper sasl2-bin apache2
           libapache2-mod-authnz-pam mariadb-server binutils curl openssl
           postfix libsasl2-modules dovecot-core dovecot-imapd
-          dpkg-dev lintian man-db groff rpm rpmlint postgresql iproute2)
+          dpkg-dev lintian man-db groff rpm rpmlint postgresql iproute2
+          # backend=postfixadmin: the real hash generators (PostfixAdmin's pacrypt under
+          # php-cli, doveadm pw), its upgrade.php for the schema, and a private PostgreSQL.
+          postfixadmin php-cli php-mysql php-pgsql)
+# PostfixAdmin's package would otherwise ask (and try) to set up a database of its own.
+if [ "$(id -u)" = 0 ] && command -v debconf-set-selections >/dev/null; then
+  echo "postfixadmin postfixadmin/dbconfig-install boolean false" | debconf-set-selections
+fi
 ensure_packages "${PACKAGES[@]}"
 
 # packaging/build-deb (tests/package.rs) builds the .deb with cargo-deb: one install, pinned.

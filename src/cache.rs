@@ -267,7 +267,11 @@ pub fn decide(
         // (the cost: a password changed in the mail system works from the cache until
         // cache_ttl ends, as it does anyway when no wrong password comes in between).
         Verdict::Refused | Verdict::WrongPassword if opts.throttle.deny > 0 => {}
-        Verdict::Refused | Verdict::WrongPassword | Verdict::UnknownUser | Verdict::Disabled(_) => {
+        Verdict::Refused
+        | Verdict::WrongPassword
+        | Verdict::UnknownUser
+        | Verdict::Disabled(_)
+        | Verdict::PasswordExpired => {
             with_cache(opts, config, |c| c.remove(service, user));
         }
         Verdict::Unavailable(why) => {
@@ -381,6 +385,8 @@ pub fn config_digest(key: &[u8; 32], opts: &Options) -> Mac {
         socket,
         features,
         disabled_features,
+        weak_schemes,
+        query,
         // Only decides whether a line may run at all (otherwise a configuration error).
         disable_tls_never_use_in_production: _,
         #[cfg(feature = "fault-injection")]
@@ -410,6 +416,8 @@ pub fn config_digest(key: &[u8; 32], opts: &Options) -> Mac {
         features.join("|"),
         disabled_features.join("|"),
         format!("{account_check}"),
+        format!("{weak_schemes:?}"),
+        query.clone().unwrap_or_default(),
     ];
     let secrets = [secret(http_password), secret(token), secret(dsn)];
     let mut parts: Vec<&[u8]> = vec![b"config"];

@@ -269,9 +269,8 @@ fn report(
         | Verdict::WrongPassword
         | Verdict::UnknownUser
         | Verdict::Disabled(_)
-        | Verdict::Throttled(_) => {
-            Level::Notice
-        }
+        | Verdict::Throttled(_)
+        | Verdict::PasswordExpired => Level::Notice,
         Verdict::Unavailable(_) | Verdict::Misconfigured(_) => Level::Error,
     };
     host.log(level, &line);

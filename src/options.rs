@@ -2,6 +2,7 @@
 //! into one typed value (spec.md "Options"). Everything an admin can get wrong is reported
 //! here, by key name, before any backend is contacted.
 
+use crate::backend::postfixadmin::scheme::WeakSchemes;
 use crate::secret::Secret;
 use crate::trusted_file::{self, Role, Trusted};
 use crate::verdict::Leniency;
@@ -19,6 +20,7 @@ pub enum BackendKind {
     Kopano,
     James,
     Scim,
+    Postfixadmin,
 }
 
 impl BackendKind {
@@ -29,6 +31,7 @@ impl BackendKind {
             BackendKind::Kopano => "kopano",
             BackendKind::James => "james",
             BackendKind::Scim => "scim",
+            BackendKind::Postfixadmin => "postfixadmin",
         }
     }
 }
@@ -141,6 +144,11 @@ pub struct Options {
     pub socket: Option<PathBuf>,
     pub features: Vec<String>,
     pub disabled_features: Vec<String>,
+    // postfixadmin
+    /// Whether plaintext and unsalted digests are checked (`weak_schemes=`).
+    pub weak_schemes: WeakSchemes,
+    /// The admin's own lookup (`query=`): one SELECT, the login name its only parameter.
+    pub query: Option<String>,
     /// Allows plaintext (http://, a DSN without TLS) to hosts other than loopback
     /// (`crate::offhost`).
     pub disable_tls_never_use_in_production: bool,
@@ -206,6 +214,8 @@ impl Default for Options {
             socket: None,
             features: Vec::new(),
             disabled_features: vec!["imap".into(), "pop3".into()],
+            weak_schemes: WeakSchemes::Refuse,
+            query: None,
             disable_tls_never_use_in_production: false,
             #[cfg(feature = "fault-injection")]
             inject_panic: false,
@@ -332,15 +342,16 @@ impl Builder {
         };
         match key {
             "backend" => {
-                self.backend = Some(match need("mailstore|axigen|kopano|james|scim")? {
+                self.backend = Some(match need("mailstore|axigen|kopano|james|scim|postfixadmin")? {
                     "mailstore" => BackendKind::Mailstore,
                     "axigen" => BackendKind::Axigen,
                     "kopano" => BackendKind::Kopano,
                     "james" => BackendKind::James,
                     "scim" => BackendKind::Scim,
+                    "postfixadmin" => BackendKind::Postfixadmin,
                     other => {
                         return Err(ConfigError(format!(
-                            "backend '{other}' is not one of mailstore, axigen, kopano, james, scim"
+                            "backend '{other}' is not one of mailstore, axigen, kopano, james, scim, postfixadmin"
                         )))
                     }
                 })
@@ -475,6 +486,18 @@ impl Builder {
                 o.features = feature_list(key, need("imap|pop3")?)?;
                 self.feature_key = "service";
             }
+            "weak_schemes" => {
+                o.weak_schemes = match need("refuse|allow")? {
+                    "refuse" => WeakSchemes::Refuse,
+                    "allow" => WeakSchemes::Allow,
+                    v => {
+                        return Err(ConfigError(format!(
+                            "weak_schemes '{v}' is not one of refuse, allow"
+                        )))
+                    }
+                }
+            }
+            "query" => o.query = Some(check_query(need("SELECT ... WHERE login = ?")?)?),
             "disabled_features" => o.disabled_features = feature_list(key, need("imap|pop3")?)?,
             "disable_tls_never_use_in_production" => {
                 o.disable_tls_never_use_in_production = flag(key, value)?
@@ -501,7 +524,9 @@ impl Builder {
     /// Checks that the backend has what it needs and nothing contradictory.
     fn finish(mut self) -> Result<Options, ConfigError> {
         let backend = self.backend.ok_or_else(|| {
-            ConfigError("no backend= given (mailstore, axigen, kopano, james or scim)".into())
+            ConfigError(
+                "no backend= given (mailstore, axigen, kopano, james, scim or postfixadmin)".into(),
+            )
         })?;
         let o = &mut self.opts;
         o.backend = backend;
@@ -568,16 +593,37 @@ impl Builder {
                     )));
                 }
             }
+            BackendKind::Postfixadmin => {
+                if o.dsn.is_none() {
+                    return Err(ConfigError(
+                        "backend=postfixadmin needs dsn= (mysql:// or postgresql://; in the \
+                         config file when it holds a password)"
+                            .into(),
+                    ));
+                }
+                if !o.urls.is_empty() || o.file.is_some() || o.socket.is_some() {
+                    return Err(ConfigError(
+                        "backend=postfixadmin reads its database (dsn=): url=, file= and \
+                         socket= are for other backends"
+                            .into(),
+                    ));
+                }
+            }
             _ => {
                 if o.urls.is_empty() {
                     return Err(ConfigError(format!("backend={name} needs url=")));
                 }
                 if o.dsn.is_some() || o.file.is_some() || o.socket.is_some() {
                     return Err(ConfigError(format!(
-                        "dsn=, file= and socket= are for backend=kopano, not {name}"
+                        "dsn=, file= and socket= are for backend=kopano or postfixadmin, not {name}"
                     )));
                 }
             }
+        }
+        if o.query.is_some() && backend != BackendKind::Postfixadmin {
+            return Err(ConfigError(format!(
+                "query= is for backend=postfixadmin, not {name}"
+            )));
         }
         if backend == BackendKind::Scim && o.token.is_none() && o.http_user.is_none() {
             return Err(ConfigError(
@@ -633,6 +679,37 @@ fn feature_list(key: &str, value: &str) -> Result<Vec<String>, ConfigError> {
         out.push(f);
     }
     Ok(out)
+}
+
+/// `query=`: one SELECT whose only input is the login name, as one placeholder (`?` for
+/// MySQL, `$1` for PostgreSQL). The login always travels as a bound parameter; this check
+/// keeps the statement to one read with one input.
+fn check_query(q: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| {
+        Err(ConfigError(format!(
+            "query= {why}: it must be one SELECT with the login name as its only parameter \
+             (? for mysql://, $1 for postgresql://), returning (password, active[, expired])"
+        )))
+    };
+    let q = q.trim();
+    let starts_select = q
+        .get(..7)
+        .is_some_and(|head| head.eq_ignore_ascii_case("select "));
+    if !starts_select {
+        return bad("does not start with SELECT");
+    }
+    if q.contains(';') {
+        return bad("holds a ';'");
+    }
+    let question_marks = q.matches('?').count();
+    let dollar_one = q.matches("$1").count();
+    let other_dollars = q.match_indices('$').any(|(i, _)| !q[i..].starts_with("$1"))
+        || q.contains("$10")
+        || q.contains("$11");
+    match (question_marks, dollar_one) {
+        (1, 0) | (0, 1) if !other_dollars => Ok(q.to_string()),
+        _ => bad("needs exactly one placeholder"),
+    }
 }
 
 fn check_url(url: &str) -> Result<(), ConfigError> {
@@ -795,6 +872,48 @@ mod tests {
         .unwrap_err();
         assert!(e.0.starts_with("service= "), "{e}");
         assert!(e.0.contains("dsn="), "{e}");
+    }
+
+    #[test]
+    fn postfixadmin_options() {
+        let base = [
+            "backend=postfixadmin",
+            "dsn=postgresql://pfa@127.0.0.1/postfixadmin",
+        ];
+        let o = parsed(&base);
+        assert_eq!(o.backend, BackendKind::Postfixadmin);
+        assert_eq!(o.weak_schemes, WeakSchemes::Refuse);
+        assert!(parse(&["backend=postfixadmin"]).is_err());
+        assert!(parse(&["backend=postfixadmin", "dsn=sqlite:///x"]).is_err());
+        let with = |extra: &str| parse(&[base[0], base[1], extra]);
+        assert_eq!(
+            with("weak_schemes=allow").map(|o| o.weak_schemes),
+            Ok(WeakSchemes::Allow)
+        );
+        assert!(with("weak_schemes=maybe").is_err());
+        assert!(with("url=http://localhost/").is_err());
+        for good in [
+            "query=SELECT password, active FROM mailbox WHERE username = ?",
+            "query=select password, 1 FROM users WHERE email = $1",
+        ] {
+            assert!(with(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "query=DELETE FROM mailbox WHERE username = ?",
+            "query=SELECT password, active FROM mailbox WHERE username = ? OR name = ?",
+            "query=SELECT password, active FROM mailbox",
+            "query=SELECT 1; DROP TABLE mailbox WHERE x = ?",
+            "query=SELECT password, active FROM m WHERE a = $1 AND b = $2",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+        // query= belongs to postfixadmin only.
+        assert!(parse(&[
+            "backend=kopano",
+            "file=/x",
+            "query=SELECT a, b FROM t WHERE c = ?"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -160,9 +160,11 @@ impl Outcome {
             | Verdict::WrongPassword
             | Verdict::UnknownUser
             | Verdict::Disabled(_) => Outcome::Failure,
-            Verdict::Unavailable(_) | Verdict::Misconfigured(_) | Verdict::Throttled(_) => {
-                Outcome::NotCounted
-            }
+            // PasswordExpired comes from the account phase only: the password was not judged.
+            Verdict::Unavailable(_)
+            | Verdict::Misconfigured(_)
+            | Verdict::Throttled(_)
+            | Verdict::PasswordExpired => Outcome::NotCounted,
         }
     }
 }

@@ -17,6 +17,9 @@ pub enum Verdict {
     UnknownUser,
     /// The account exists but may not log in: disabled, not active, feature not enabled.
     Disabled(String),
+    /// The account may log in once the password is changed: it expired (account phase only;
+    /// the password itself still authenticates, as with pam_unix).
+    PasswordExpired,
     /// No definite answer: unreachable, timeout, 5xx, garbage, our own credentials rejected.
     Unavailable(String),
     /// The configuration cannot work; the text tells the admin what to fix.
@@ -49,6 +52,9 @@ impl Verdict {
             (Verdict::UnknownUser, _) => PamError::USER_UNKNOWN,
             (Verdict::Disabled(_), Phase::Auth) => PamError::AUTH_ERR,
             (Verdict::Disabled(_), Phase::Account) => PamError::PERM_DENIED,
+            // Never produced by a password check; if one did, it is no success.
+            (Verdict::PasswordExpired, Phase::Auth) => PamError::AUTH_ERR,
+            (Verdict::PasswordExpired, Phase::Account) => PamError::NEW_AUTHTOK_REQD,
             (Verdict::Unavailable(_), _) if leniency.ignore_authinfo_unavail => PamError::IGNORE,
             (Verdict::Unavailable(_), _) => PamError::AUTHINFO_UNAVAIL,
             (Verdict::Misconfigured(_), _) => PamError::SERVICE_ERR,
@@ -63,6 +69,7 @@ impl Verdict {
             Verdict::Refused | Verdict::WrongPassword => "refused",
             Verdict::UnknownUser => "unknown user",
             Verdict::Disabled(_) => "account disabled",
+            Verdict::PasswordExpired => "password expired",
             Verdict::Unavailable(_) => "backend unavailable",
             Verdict::Misconfigured(_) => "configuration error",
             Verdict::Throttled(_) => "throttled",
@@ -73,7 +80,10 @@ impl Verdict {
     /// user without `debug`: people type passwords into the user prompt (spec.md).
     pub fn confirms_user(&self) -> bool {
         match self {
-            Verdict::Accepted | Verdict::WrongPassword | Verdict::Disabled(_) => true,
+            Verdict::Accepted
+            | Verdict::WrongPassword
+            | Verdict::Disabled(_)
+            | Verdict::PasswordExpired => true,
             // Throttled: the backend was not asked, so it confirmed nothing.
             Verdict::Refused
             | Verdict::UnknownUser
@@ -131,6 +141,14 @@ mod tests {
         assert_eq!(
             Verdict::Disabled("x".into()).pam_code(Account, strict),
             PamError::PERM_DENIED
+        );
+        assert_eq!(
+            Verdict::PasswordExpired.pam_code(Account, lenient),
+            PamError::NEW_AUTHTOK_REQD
+        );
+        assert_eq!(
+            Verdict::PasswordExpired.pam_code(Auth, lenient),
+            PamError::AUTH_ERR
         );
         assert_eq!(
             Verdict::Unavailable("x".into()).pam_code(Auth, strict),

@@ -8,6 +8,7 @@ pub mod axigen;
 pub mod james;
 pub mod kopano;
 pub mod mailstore;
+pub mod postfixadmin;
 pub mod scim;
 
 /// What every backend answers. Implementations never choose PAM codes; they say what the
@@ -59,5 +60,6 @@ pub fn for_options(opts: &Options) -> Box<dyn Backend + '_> {
         BackendKind::Kopano => Box::new(kopano::Kopano::new(opts)),
         BackendKind::James => Box::new(james::James::new(opts)),
         BackendKind::Scim => Box::new(scim::Scim::new(opts)),
+        BackendKind::Postfixadmin => Box::new(postfixadmin::Postfixadmin::new(opts)),
     }
 }

@@ -77,6 +77,12 @@ pub(super) fn settings(dsn_text: &str, dsn: &Dsn, opts: &Options) -> Result<Sett
     let mut config = tokio_postgres::Config::from_str(dsn_text)
         .map_err(|_| Verdict::Misconfigured(unusable("it cannot be parsed", FORM)))?;
     config.application_name("pam_mailauth");
+    if dsn.tls == Tls::Off {
+        // Not `prefer`: a TLS attempt that fails verification would end the check, and one
+        // that a machine on the path declines would fall back anyway. Plaintext is what the
+        // DSN gets, and check_transport allows it only to loopback or on request.
+        config.ssl_mode(SslMode::Disable);
+    }
     let mut builder = native_tls::TlsConnector::builder();
     if let (Some(ca), Some(_)) = (&opts.cafile, &dsn.host) {
         let pem = trusted_file::read_cafile(ca).map_err(Verdict::Misconfigured)?;

@@ -14,6 +14,8 @@ pub mod mariadb;
 pub mod netns;
 pub mod pam;
 pub mod postfix;
+pub mod pfa_generators;
+pub mod postfixadmin;
 pub mod postgres;
 pub mod process;
 pub mod saslauthd;
