@@ -143,9 +143,7 @@ fn a_postgresql_password_parameter_is_a_secret() {
     let pg = setup();
     let dsn = format!(
         "postgresql://{}@127.0.0.1:{}/{}?sslmode=require&password={DB_PASSWORD}",
-        DB_USER,
-        pg.port,
-        DB_NAME
+        DB_USER, pg.port, DB_NAME
     );
     assert!(sql::is_secret(&dsn));
     // ...and the driver does use it.
