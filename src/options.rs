@@ -949,19 +949,19 @@ mod tests {
 
     #[test]
     fn set_pam_user_and_directory_ttl() {
-        let o = parsed(&["backend=mailstore", "url=http://a/"]);
+        let o = parsed(&["backend=mailstore", "url=https://a/"]);
         assert!(!o.set_pam_user);
         assert_eq!(o.directory_ttl, Duration::from_secs(60));
         let o = parsed(&[
             "backend=mailstore",
-            "url=http://a/",
+            "url=https://a/",
             "set_pam_user",
             "directory_ttl=0",
         ]);
         assert!(o.set_pam_user);
         assert_eq!(o.directory_ttl, Duration::ZERO);
-        assert!(parse(&["backend=mailstore", "url=http://a/", "directory_ttl=-1"]).is_err());
-        assert!(parse(&["backend=mailstore", "url=http://a/", "set_pam_user=maybe"]).is_err());
+        assert!(parse(&["backend=mailstore", "url=https://a/", "directory_ttl=-1"]).is_err());
+        assert!(parse(&["backend=mailstore", "url=https://a/", "set_pam_user=maybe"]).is_err());
     }
 
     #[test]

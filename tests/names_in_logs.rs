@@ -66,6 +66,9 @@ fn names_are_logged_only_for_users_the_backend_confirmed() {
     let files = TempDir::new("names-kopano");
     let hashes = files.path().join("hashes");
     std::fs::write(&hashes, format!("{NAME}:{KOPANO_HASH}\n")).unwrap();
+    // The hash file must not be readable by other (salted MD5 is cheap to crack).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hashes, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     let ms = |extra: &str| {
         Service::module_line(&format!(
