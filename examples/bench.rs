@@ -267,7 +267,8 @@ fn main() {
     let module = pam::module();
     println!("pam_mailauth benchmark: module {}", module.display());
     println!(
-        "rounds={rounds}, {n} operations per round for the fast cases (fewer for pam_exec); \
+        "rounds={rounds}, {n} operations per round for the fast cases (fewer for pam_exec and \
+         the slow (h) cases); \
          targets use the best round's mean time per operation (the machine may be shared)"
     );
 
