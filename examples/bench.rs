@@ -88,15 +88,35 @@ impl Case {
 
 /// A full PAM transaction against a service; true if authenticate and acct_mgmt succeeded.
 fn transaction(svc: &Service) -> bool {
-    let mut t = svc.start(USER, Some(PASSWORD));
+    transaction_as(svc, USER)
+}
+
+/// [`transaction`] for another user (same password).
+fn transaction_as(svc: &Service, user: &str) -> bool {
+    let mut t = svc.start(user, Some(PASSWORD));
     let auth = t.authenticate();
     let acct = t.acct_mgmt();
     auth == PAM_SUCCESS && acct == PAM_SUCCESS
 }
 
 fn pam_case(id: &'static str, what: &str, n: u64, stack: String) -> Case {
+    pam_case_as(id, what, n, stack, USER)
+}
+
+fn pam_case_as(id: &'static str, what: &str, n: u64, stack: String, user: &str) -> Case {
     let svc = Service::with_module(&stack, &pam::module());
-    Case::new(id, what, n, move || transaction(&svc))
+    let user = user.to_string();
+    Case::new(id, what, n, move || transaction_as(&svc, &user))
+}
+
+/// Whether `BENCH_ONLY` (comma-separated ids; `h*` = every id starting with `h`) selects `id`.
+fn selected(only: &str, id: &str) -> bool {
+    only.split(',')
+        .map(str::trim)
+        .any(|want| match want.strip_suffix('*') {
+            Some(prefix) => id.starts_with(prefix),
+            None => want == id,
+        })
 }
 
 /// A config file the module accepts (root-owned, not readable by others: it may hold a DSN).
@@ -167,6 +187,70 @@ fn saslauthd_rate(mux: &Path, service: &str, clients: usize, seconds: u64) -> (f
     )
 }
 
+/// Which stack an (h) case runs.
+#[derive(Clone, Copy)]
+enum PfaStack {
+    PamMysql,
+    Mailauth,
+    MailauthCached,
+}
+
+/// The (h) cases: id, what, BENCH_N divided by this per round (a bcrypt or Argon2 check alone
+/// takes tens to hundreds of milliseconds), stack, mailbox (scripts/bench.sh creates them:
+/// `SCHEME@example.test` holds `doveadm pw -s SCHEME` output, `{SCHEME}...`, as PostfixAdmin's
+/// `dovecot:SCHEME` stores it; `crypt-FAMILY@example.test` the same crypt(3) string without the
+/// prefix, as its `php_crypt:`/`md5crypt` store it, which pam_mysql's `crypt=1` can read).
+#[rustfmt::skip]
+const PFA_CASES: [(&str, &str, u64, PfaStack, &str); 10] = {
+    use PfaStack::*;
+    [
+        ("h1", "pam_mysql crypt=1, $6$ (SHA512-crypt, 5000)", 10, PamMysql, "crypt-sha512"),
+        ("h2", "pam_mailauth pfa {SHA512-CRYPT} (5000)", 10, Mailauth, "sha512-crypt"),
+        ("h3", "pam_mysql crypt=1, $1$ (MD5-crypt)", 3, PamMysql, "crypt-md5"),
+        ("h4", "pam_mailauth pfa {MD5-CRYPT}", 3, Mailauth, "md5-crypt"),
+        ("h5", "pam_mysql crypt=1, $2y$10$ (bcrypt, cost 10)", 50, PamMysql, "crypt-blf"),
+        ("h6", "pam_mailauth pfa {BLF-CRYPT} (cost 10)", 50, Mailauth, "blf-crypt"),
+        ("h7", "pam_mailauth pfa {ARGON2I} (32 MiB, t=4)", 50, Mailauth, "argon2i"),
+        ("h8", "pam_mailauth pfa {ARGON2ID} (64 MiB, t=3)", 50, Mailauth, "argon2id"),
+        ("h9", "pam_mailauth pfa {SSHA512}", 1, Mailauth, "ssha512"),
+        ("h10", "pam_mailauth pfa {ARGON2ID}, cache hits", 1, MailauthCached, "argon2id"),
+    ]
+};
+
+/// (h): `backend=postfixadmin` per password-scheme family, and Debian's pam_mysql (`crypt=1`,
+/// crypt(3)) on the same server and table, with the same hash parameters.
+fn postfixadmin_cases(cases: &mut Vec<Case>, dir: &Path, port: &str, n: u64) {
+    let pw = env("BENCH_MYSQL_PASSWORD").unwrap_or_default();
+    let mysql_args = format!(
+        "user=bench passwd={pw} host=127.0.0.1:{port} db=postfixadmin \
+         [table=mailbox m JOIN domain d ON d.domain=m.domain] usercolumn=m.username \
+         passwdcolumn=m.password crypt=1 [where=m.active=1 AND d.active=1]"
+    );
+    let conf = config_file(
+        dir,
+        "postfixadmin.conf",
+        &format!(
+            "backend = postfixadmin\ndsn = mysql://bench:{pw}@127.0.0.1:{port}/postfixadmin\nquiet\n"
+        ),
+    );
+    let line = format!("config={}", conf.display());
+    for (id, what, divisor, stack, mailbox) in PFA_CASES {
+        let stack = match stack {
+            PfaStack::PamMysql => format!(
+                "auth required pam_mysql.so {mysql_args}\naccount required pam_mysql.so {mysql_args}\n"
+            ),
+            PfaStack::Mailauth => {
+                format!("auth required MODULE {line}\naccount required MODULE {line}\n")
+            }
+            PfaStack::MailauthCached => format!(
+                "auth required MODULE {line} cache_ttl=300\naccount required MODULE {line} cache_ttl=300\n"
+            ),
+        };
+        let user = format!("{mailbox}@example.test");
+        cases.push(pam_case_as(id, what, (n / divisor).max(3), stack, &user));
+    }
+}
+
 fn verdict(pass: bool) -> &'static str {
     if pass {
         "PASS"
@@ -183,7 +267,8 @@ fn main() {
     let module = pam::module();
     println!("pam_mailauth benchmark: module {}", module.display());
     println!(
-        "rounds={rounds}, {n} operations per round for the fast cases (fewer for pam_exec); \
+        "rounds={rounds}, {n} operations per round for the fast cases (fewer for pam_exec and \
+         the slow (h) cases); \
          targets use the best round's mean time per operation (the machine may be shared)"
     );
 
@@ -318,11 +403,17 @@ fn main() {
         }
     }
 
-    if let Some(only) = env("BENCH_ONLY") {
-        let only: Vec<&str> = only.split(',').collect();
-        cases.retain(|c| only.contains(&c.id));
+    if let Some(port) = env("BENCH_PFA_PORT") {
+        postfixadmin_cases(&mut cases, work.path(), &port, n);
     }
-    if cases.iter().any(|c| c.id == "d2" || c.id == "f2") {
+
+    if let Some(only) = env("BENCH_ONLY") {
+        cases.retain(|c| selected(&only, c.id));
+    }
+    if cases
+        .iter()
+        .any(|c| c.id == "d2" || c.id == "f2" || c.id.starts_with('h'))
+    {
         // The module re-reads a config file changed in the last ~3 s on every call (a change
         // within one timestamp tick would otherwise go unseen); hosts' files are older.
         std::thread::sleep(Duration::from_millis(3200));
@@ -370,7 +461,7 @@ fn main() {
 
     // (g) saslauthd throughput.
     let mut sasl_lines = Vec::new();
-    let wants_g = env("BENCH_ONLY").is_none_or(|only| only.split(',').any(|i| i == "g"));
+    let wants_g = env("BENCH_ONLY").is_none_or(|only| selected(&only, "g"));
     if let Some(mux) = env("BENCH_SASL_MUX").filter(|_| wants_g) {
         let mux = PathBuf::from(mux);
         let seconds = env_num("BENCH_SASL_SECONDS", 5);
@@ -390,6 +481,51 @@ fn main() {
         println!();
         for l in &sasl_lines {
             println!("{l}");
+        }
+    }
+
+    // (h): the issue sets no bound; the ratios say whether the module adds anything to the
+    // hash's own cost, and what the cache saves.
+    let ratios: Vec<String> = [
+        (
+            "(h2)/(h1) SHA512-crypt",
+            "h2",
+            "h1",
+            "pam_mailauth vs pam_mysql",
+        ),
+        (
+            "(h4)/(h3) MD5-crypt",
+            "h4",
+            "h3",
+            "pam_mailauth vs pam_mysql",
+        ),
+        (
+            "(h6)/(h5) bcrypt cost 10",
+            "h6",
+            "h5",
+            "pam_mailauth vs pam_mysql",
+        ),
+        (
+            "(h10)/(h8) Argon2id",
+            "h10",
+            "h8",
+            "cache hit vs full check",
+        ),
+    ]
+    .iter()
+    .filter_map(|(name, mine, theirs, text)| {
+        let (v, l) = (get(mine)?, get(theirs)?);
+        Some(format!(
+            "  {name:<34} µs {text}: {v:.1} vs {l:.1} (ratio {:.3})",
+            v / l
+        ))
+    })
+    .collect();
+    if !ratios.is_empty() {
+        println!();
+        println!("postfixadmin (h), ratios (the issue sets no bound):");
+        for r in &ratios {
+            println!("{r}");
         }
     }
 

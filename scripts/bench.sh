@@ -2,18 +2,20 @@
 # The side-by-side benchmark of BENCHMARKS.md, in ONE run on one machine:
 #   scripts/bench.sh                     (as root, on Debian; see BENCHMARKS.md)
 # Starts, in a private temp dir and on free loopback ports: nginx answering MailStore's
-# {"succeeded": true}, a private MariaDB holding Kopano's tables, and saslauthd (4 workers,
+# {"succeeded": true}, a private MariaDB holding Kopano's tables and PostfixAdmin's mailbox
+# and domain tables (hashes made by doveadm pw), and saslauthd (4 workers,
 # under pam_wrapper); then runs examples/bench.rs, which prints one table with the ratios and
 # PASS/MISS per target. Everything it started is stopped when it exits.
 # Knobs: BENCH_ROUNDS (default 9), BENCH_N (operations per round, default 300), BENCH_ONLY
-#        (comma-separated case ids, e.g. a,c,d),
+#        (comma-separated case ids, e.g. a,c,d; 'h*' = every id starting with h),
 #        BENCH_SASL_SECONDS (per saslauthd case, default 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 . scripts/ensure-packages.sh
-ensure_packages nginx-light mariadb-server sasl2-bin libpam-mysql libpam-wrapper libpam0g-dev curl python3
+ensure_packages nginx-light mariadb-server sasl2-bin libpam-mysql libpam-wrapper libpam0g-dev curl python3 \
+  dovecot-core
 PATH=$PATH:/usr/sbin:/sbin
 WRAPPER=$(ls /usr/lib/*/libpam_wrapper.so 2>/dev/null | head -1)
 
@@ -122,6 +124,65 @@ CREATE USER 'bench'@'127.0.0.1' IDENTIFIED BY '$DB_PASSWORD';
 GRANT SELECT ON kopano.* TO 'bench'@'127.0.0.1';
 EOF
 
+echo "== PostfixAdmin tables (same MariaDB; one mailbox per password scheme, made by doveadm pw)"
+# The columns backend=postfixadmin's default lookup reads, typed as PostfixAdmin's upgrade.php
+# creates them in MySQL, and 2000 other mailboxes so that the lookup is not in a tiny table.
+# SCHEME@example.test holds doveadm's output as PostfixAdmin's dovecot:SCHEME stores it
+# ({SCHEME}...); crypt-FAMILY@example.test the same crypt(3) string without the prefix, as its
+# php_crypt:/md5crypt settings store it, which pam_mysql's crypt=1 reads. Parameters are the
+# defaults of Dovecot and PHP: SHA512-crypt 5000 rounds, bcrypt cost 10 (PHP's; doveadm's own
+# default is 5), ARGON2I m=32 MiB t=4, ARGON2ID m=64 MiB t=3.
+pw_hash() { doveadm pw -s "$1" -p Passw0rd "${@:2}"; }
+SHA512_CRYPT=$(pw_hash SHA512-CRYPT)
+MD5_CRYPT=$(pw_hash MD5-CRYPT)
+BLF_CRYPT=$(pw_hash BLF-CRYPT -r 10)
+ARGON2I=$(pw_hash ARGON2I)
+ARGON2ID=$(pw_hash ARGON2ID)
+SSHA512=$(pw_hash SSHA512)
+SHA512_RAW=${SHA512_CRYPT#*\}} MD5_RAW=${MD5_CRYPT#*\}} BLF_RAW=${BLF_CRYPT#*\}}
+mariadb --no-defaults -S "$WORK/db/sock" -u root <<EOF
+CREATE DATABASE postfixadmin;
+USE postfixadmin;
+CREATE TABLE domain (
+  domain varchar(255) CHARACTER SET latin1 COLLATE latin1_general_ci NOT NULL,
+  description varchar(255) NOT NULL DEFAULT '',
+  active tinyint(1) NOT NULL DEFAULT '1', password_expiry int DEFAULT 0,
+  PRIMARY KEY (domain)) DEFAULT CHARSET=utf8mb4;
+CREATE TABLE mailbox (
+  username varchar(255) CHARACTER SET latin1 COLLATE latin1_general_ci NOT NULL,
+  password varchar(255) CHARACTER SET latin1 COLLATE latin1_general_ci NOT NULL,
+  name varchar(255) NOT NULL DEFAULT '',
+  local_part varchar(255) CHARACTER SET latin1 COLLATE latin1_general_ci NOT NULL,
+  domain varchar(255) CHARACTER SET latin1 COLLATE latin1_general_ci NOT NULL,
+  active tinyint(1) NOT NULL DEFAULT '1',
+  password_expiry datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
+  PRIMARY KEY (username), KEY domain (domain)) DEFAULT CHARSET=utf8mb4;
+INSERT INTO domain (domain) VALUES ('example.test');
+DELIMITER //
+CREATE PROCEDURE fill()
+BEGIN
+  DECLARE i INT DEFAULT 0;
+  WHILE i < 2000 DO
+    INSERT INTO mailbox (username, password, local_part, domain)
+      VALUES (CONCAT('user', i, '@example.test'), '$SHA512_CRYPT', CONCAT('user', i), 'example.test');
+    SET i = i + 1;
+  END WHILE;
+END //
+DELIMITER ;
+CALL fill();
+INSERT INTO mailbox (username, password, local_part, domain) VALUES
+  ('sha512-crypt@example.test', '$SHA512_CRYPT', 'sha512-crypt', 'example.test'),
+  ('crypt-sha512@example.test', '$SHA512_RAW', 'crypt-sha512', 'example.test'),
+  ('md5-crypt@example.test', '$MD5_CRYPT', 'md5-crypt', 'example.test'),
+  ('crypt-md5@example.test', '$MD5_RAW', 'crypt-md5', 'example.test'),
+  ('blf-crypt@example.test', '$BLF_CRYPT', 'blf-crypt', 'example.test'),
+  ('crypt-blf@example.test', '$BLF_RAW', 'crypt-blf', 'example.test'),
+  ('argon2i@example.test', '$ARGON2I', 'argon2i', 'example.test'),
+  ('argon2id@example.test', '$ARGON2ID', 'argon2id', 'example.test'),
+  ('ssha512@example.test', '$SSHA512', 'ssha512', 'example.test');
+GRANT SELECT ON postfixadmin.* TO 'bench'@'127.0.0.1';
+EOF
+
 echo "== pam_exec script (what admins write today)"
 cat >"$WORK/check.sh" <<EOF
 #!/bin/sh
@@ -148,6 +209,6 @@ wait_for "test -S $WORK/sasl/run/mux" saslauthd
 echo "== machine: $(nproc) cores; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== command: scripts/bench.sh (BENCH_ROUNDS=${BENCH_ROUNDS:-9} BENCH_N=${BENCH_N:-300} BENCH_SASL_SECONDS=${BENCH_SASL_SECONDS:-5})"
 BENCH_URL="$URL" BENCH_EXEC_SCRIPT="$WORK/check.sh" \
-BENCH_MYSQL_PORT="$DB_PORT" BENCH_MYSQL_PASSWORD="$DB_PASSWORD" \
+BENCH_MYSQL_PORT="$DB_PORT" BENCH_MYSQL_PASSWORD="$DB_PASSWORD" BENCH_PFA_PORT="$DB_PORT" \
 BENCH_SASL_MUX="$WORK/sasl/run/mux" \
   "$ROOT/target/release/examples/bench"
