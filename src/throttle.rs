@@ -1002,7 +1002,7 @@ mod tests {
     #[test]
     fn options_are_validated() {
         let line = |extra: &str| {
-            let mut args = vec!["backend=mailstore", "url=http://a/"];
+            let mut args = vec!["backend=mailstore", "url=https://a/"];
             args.extend(extra.split_whitespace());
             Options::parse(&args)
         };
