@@ -119,6 +119,10 @@ pub(super) fn describe(err: &mysql_async::Error) -> String {
 /// custom query= turned into an error: the name-logging rule covers both. `message` is only
 /// searched, never shown.
 fn server_error(code: u16, state: &str, message: &str) -> String {
+    if code == 3159 || message.contains("insecure transport") {
+        // MySQL's number; MariaDB answers with a number of its own but the same words.
+        return format!("the database requires TLS (error {code}): add ?require_ssl=true to dsn=");
+    }
     match code {
         1044 | 1045 => format!(
             "the database refused the module's own credentials (error {code}): check the user \
@@ -132,10 +136,6 @@ fn server_error(code: u16, state: &str, message: &str) -> String {
             "the dsn= account lacks a privilege the query needs (error {code}): GRANT SELECT \
              on the tables query= reads to it"
         ),
-        3159 => format!("the database requires TLS (error {code}): add ?require_ssl=true to dsn="),
-        _ if message.contains("insecure transport") => {
-            format!("the database requires TLS (error {code}): add ?require_ssl=true to dsn=")
-        }
         1049 => format!(
             "the database does not exist (error {code}): does dsn= name the right database?"
         ),
