@@ -105,9 +105,10 @@ fn build(key: &ClientKey) -> Result<Client, Verdict> {
         builder = builder.unix_socket(path.as_path());
     }
     if let Some(path) = &key.cafile {
-        let pem = std::fs::read(path)
-            .map_err(|e| Verdict::Misconfigured(format!("cafile {}: {e}", path.display())))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        // The checked reader, as for the SQL backends: the bytes trusted_file checked are
+        // the bytes used, so a CA file swapped after the options were checked cannot slip in.
+        let pem = crate::trusted_file::read_cafile(path).map_err(Verdict::Misconfigured)?;
+        let certs = reqwest::Certificate::from_pem_bundle(pem.text.as_bytes()).map_err(|e| {
             Verdict::Misconfigured(format!(
                 "cafile {}: not a PEM bundle: {}",
                 path.display(),
@@ -359,6 +360,35 @@ pub fn form_encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The client build reads cafile= through trusted_file's checks itself, not only the
+    /// option parser before it: a CA file anyone can rewrite is refused here too.
+    #[test]
+    fn the_client_build_refuses_a_cafile_others_can_change() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("pam_mailauth-http-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::copy("/etc/ssl/certs/ca-certificates.crt", &ca).unwrap();
+        let key = |cafile: &std::path::Path| ClientKey {
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+            cafile: Some(cafile.to_path_buf()),
+            unix_socket: None,
+        };
+        std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let built = build(&key(&ca));
+        assert!(built.is_ok(), "a root-owned 0644 CA file is fine");
+        std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let refused = build(&key(&ca));
+        std::fs::remove_dir_all(&dir).unwrap();
+        match refused {
+            Err(Verdict::Misconfigured(why)) => assert!(why.contains("chmod go-w"), "{why}"),
+            Err(other) => panic!("not a configuration error: {other:?}"),
+            Ok(_) => panic!("a world-writable CA file was used"),
+        }
+    }
 
     #[test]
     fn form_encoding_escapes_every_delimiter() {

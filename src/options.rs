@@ -713,11 +713,17 @@ fn check_query(q: &str) -> Result<String, ConfigError> {
 }
 
 fn check_url(url: &str) -> Result<(), ConfigError> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| ConfigError(format!("url '{url}' is not a URL: {e}")))?;
+    // Never the URL itself in these words: it may carry user:password@, and this check runs
+    // before the refusal of credentials below. The parser's reason quotes nothing of it.
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| ConfigError(format!("a url= is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
+        let host = parsed
+            .host_str()
+            .map(|h| format!(" (host {h})"))
+            .unwrap_or_default();
         return Err(ConfigError(format!(
-            "url '{url}' must be http:// or https://"
+            "a url={host} must be http:// or https://"
         )));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
@@ -775,6 +781,25 @@ mod tests {
         assert_eq!(o.timeout, Duration::from_secs(5));
         assert_eq!(o.offline_interval, Duration::from_secs(30));
         assert_eq!(o.connect_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_url_refused_as_malformed_or_not_http_is_never_echoed() {
+        for (url, says) in [
+            ("https://u:S3cret@bad host/", "is not a URL"),
+            ("ftp://u:S3cret@files.example/", "host files.example"),
+            ("mailto:u:S3cret@example.com", "must be http:// or https://"),
+        ] {
+            let line = format!("url = {url}");
+            let e = Options::parse_config_text(&line, &["backend=mailstore"]).unwrap_err();
+            let arg = format!("url={url}");
+            let a = parse(&["backend=mailstore", &arg]).unwrap_err();
+            for e in [e, a] {
+                assert!(e.0.contains(says), "{url}: {e}");
+                assert!(!e.0.contains("S3cret"), "the password is echoed: {e}");
+                assert!(!e.0.contains("u:"), "the user is echoed: {e}");
+            }
+        }
     }
 
     #[test]

@@ -733,3 +733,27 @@ fn a_forked_child_never_uses_its_parents_connection_or_runtime() {
     assert_eq!(l.svc.auth("db-fork", "Passw0rd"), PAM_SUCCESS);
     assert_eq!(l.svc.auth("db-fork", "wrong"), PAM_AUTH_ERR);
 }
+
+/// MariaDB's text for a missing grant names the DSN's account ("SELECT command denied to user
+/// 'kopano_nogrant'@'127.0.0.1' for table ..."): the log has the code and fixed words only.
+#[test]
+fn a_missing_select_grant_is_logged_by_code_without_the_account_name() {
+    let db = mariadb::server();
+    db.add_users(&[KopanoUser::active("grant-check", "Passw0rd")]);
+    // A grant on one table only: the database opens, the query's other table is denied.
+    db.root_sql(&format!(
+        "CREATE USER 'kopano_nogrant'@'127.0.0.1' IDENTIFIED BY 'n0grant';
+         GRANT SELECT ON {}.object TO 'kopano_nogrant'@'127.0.0.1';",
+        mariadb::DB_NAME
+    ));
+    let l = line_with(&db.dsn_as("kopano_nogrant", "n0grant"), "timeout=3");
+    let capture = support::syslog::Capture::start();
+    assert_eq!(l.svc.auth("grant-check", "Passw0rd"), PAM_AUTHINFO_UNAVAIL);
+    let lines = capture.module_lines().join("\n");
+    assert!(lines.contains("error 1142"), "{lines}");
+    assert!(lines.contains("GRANT SELECT"), "{lines}");
+    assert!(
+        !lines.contains("nogrant"),
+        "the log names the account:\n{lines}"
+    );
+}

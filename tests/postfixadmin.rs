@@ -558,3 +558,57 @@ fn smtp_postfixadmin_example_runs_as_written() {
         PAM_USER_UNKNOWN
     );
 }
+
+/// A custom query= whose cast the login fails: PostgreSQL's message quotes the bound value
+/// ("invalid input syntax for type integer: \"…\""), so the log has the SQLSTATE and fixed
+/// words, never the message and with it the login.
+#[test]
+fn a_query_error_is_logged_by_sqlstate_without_the_login() {
+    let d = db(Engine::Postgres);
+    let config = format!(
+        "dsn = {}\nquery = SELECT password, active FROM mailbox WHERE $1::text::integer > 0\n",
+        d.dsn()
+    );
+    let l = line_with(&config, "");
+    let capture = Capture::start();
+    assert_eq!(
+        l.svc.auth("casts-badly@nowhere.example", PASSWORD),
+        PAM_AUTHINFO_UNAVAIL
+    );
+    let all = capture.module_lines().join("\n");
+    assert!(all.contains("SQLSTATE 22P02"), "{all}");
+    assert!(
+        !all.contains("casts-badly"),
+        "the log names the login:\n{all}"
+    );
+}
+
+/// PostfixAdmin's dsn= has the TIME BOUND of every endpoint: a server that accepts the
+/// connection and never answers ends the check within timeout=, in both engines.
+#[test]
+fn silent_database_is_authinfo_unavail_within_the_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    for scheme in ["mysql", "postgresql"] {
+        let dsn = format!("{scheme}://{READER}:{READER_PASSWORD}@127.0.0.1:{port}/postfixadmin");
+        let l = line_with(&format!("dsn = {dsn}\n"), "timeout=2 connect_timeout=1");
+        let started = Instant::now();
+        assert_eq!(
+            l.svc.auth("a@b.example", PASSWORD),
+            PAM_AUTHINFO_UNAVAIL,
+            "{scheme}"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(1500),
+            "{scheme}: did it wait? {took:?}"
+        );
+        assert!(took < Duration::from_secs(2 + 3), "{scheme}: {took:?}");
+    }
+}

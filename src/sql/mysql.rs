@@ -94,23 +94,7 @@ pub(super) fn settings(
 pub(super) fn describe(err: &mysql_async::Error) -> String {
     use mysql_async::{DriverError as D, Error as E, IoError};
     match err {
-        // The server's text names the account ('user'@'host'): only the code is shown.
-        E::Server(e) if e.code == 1045 || e.code == 1044 => format!(
-            "the database refused the module's own credentials (error {}): check the user and \
-             password in dsn= and the account's grants",
-            e.code
-        ),
-        E::Server(e) if e.message.contains("insecure transport") => {
-            format!(
-                "the database requires TLS (error {}): add ?require_ssl=true to dsn=",
-                e.code
-            )
-        }
-        E::Server(e) if e.code == 1049 || e.code == 1146 => format!(
-            "database error {}: {}: does dsn= name the right database?",
-            e.code, e.message
-        ),
-        E::Server(e) => format!("database error {}: {}", e.code, e.message),
+        E::Server(e) => server_error(e.code, &e.state, &e.message),
         E::Io(IoError::Tls(e)) => format!(
             "TLS with the database failed: {e} (is the server's certificate issued by the CA in \
              cafile= or the system store, for the host name in dsn=?)"
@@ -126,6 +110,45 @@ pub(super) fn describe(err: &mysql_async::Error) -> String {
         E::Driver(e) => format!("cannot talk to the database: {e}"),
         E::Url(e) => unusable(url_error_words(e), FORM),
         E::Other(_) => "database driver error".into(),
+    }
+}
+
+/// Words for an error the server sent: its code and fixed wording, never the server's own
+/// text. That text names the DSN's account ("SELECT command denied to user 'pfa'@'host'",
+/// "Access denied for user ...") or quotes values, the bound login among them, that a
+/// custom query= turned into an error: the name-logging rule covers both. `message` is only
+/// searched, never shown.
+fn server_error(code: u16, state: &str, message: &str) -> String {
+    if code == 3159 || message.contains("insecure transport") {
+        // MySQL's number; MariaDB answers with a number of its own but the same words.
+        return format!("the database requires TLS (error {code}): add ?require_ssl=true to dsn=");
+    }
+    match code {
+        1044 | 1045 => format!(
+            "the database refused the module's own credentials (error {code}): check the user \
+             and password in dsn= and the account's grants"
+        ),
+        1698 => format!(
+            "the database refused the module's own account (error {code}): it may be set to \
+             log in by unix socket only; give the dsn= account a password"
+        ),
+        1142 | 1143 => format!(
+            "the dsn= account lacks a privilege the query needs (error {code}): GRANT SELECT \
+             on the tables query= reads to it"
+        ),
+        1049 => format!(
+            "the database does not exist (error {code}): does dsn= name the right database?"
+        ),
+        1146 => format!(
+            "a table the query reads does not exist (error {code}): does dsn= name the right \
+             database?"
+        ),
+        1054 => format!("a column the query names does not exist (error {code}): check query="),
+        1064 => format!("the server cannot parse the query (error {code}): check query="),
+        _ => format!(
+            "database error {code} (SQLSTATE {state}): see the server's error reference for \
+             the code"
+        ),
     }
 }
 
@@ -189,4 +212,27 @@ pub(super) async fn connect(settings: mysql_async::Opts) -> Result<mysql_async::
     mysql_async::Conn::new(settings)
         .await
         .map_err(|e| Failure::Final(describe(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_error;
+
+    #[test]
+    fn server_errors_show_the_code_and_never_the_servers_text() {
+        for (code, state, message, says) in [
+            (1045, "28000", "Access denied for user 'pfa'@'localhost' (using password: YES)", "credentials"),
+            (1044, "42000", "Access denied for user 'pfa'@'%' to database 'postfix'", "credentials"),
+            (1142, "42000", "SELECT command denied to user 'pfa'@'localhost' for table `postfix`.`mailbox`", "GRANT SELECT"),
+            (1143, "42000", "SELECT command denied to user 'pfa'@'localhost' for column 'password' in table 'mailbox'", "GRANT SELECT"),
+            (1698, "28000", "Access denied for user 'pfa'@'localhost'", "unix socket"),
+            (3159, "HY000", "Connections using insecure transport are prohibited while --require_secure_transport=ON.", "require_ssl=true"),
+            (1292, "22007", "Truncated incorrect DOUBLE value: 'pfa'", "SQLSTATE 22007"),
+        ] {
+            let words = server_error(code, state, message);
+            assert!(words.contains(&code.to_string()), "{code}: {words}");
+            assert!(words.contains(says), "{code}: {words}");
+            assert!(!words.contains("pfa"), "{code} names the account: {words}");
+        }
+    }
 }

@@ -107,21 +107,7 @@ pub(super) fn settings(dsn_text: &str, dsn: &Dsn, opts: &Options) -> Result<Sett
 /// Words for a driver error, free of the DSN, its user name and its password.
 pub(super) fn describe(err: &tokio_postgres::Error) -> String {
     if let Some(db) = err.as_db_error() {
-        let code = db.code().code();
-        // Class 28 (invalid authorization): the server's text names the account.
-        if code.starts_with("28") {
-            return format!(
-                "the database refused the module's own credentials (SQLSTATE {code}): check the \
-                 user and password in dsn=, the account's grants and pg_hba.conf"
-            );
-        }
-        if code == "3D000" || code == "42P01" {
-            return format!(
-                "database error {code}: {}: does dsn= name the right database?",
-                db.message()
-            );
-        }
-        return format!("database error {code}: {}", db.message());
+        return server_error(db.code().code());
     }
     let mut text = err.to_string();
     let mut source = std::error::Error::source(err);
@@ -141,6 +127,43 @@ pub(super) fn describe(err: &tokio_postgres::Error) -> String {
         )
     } else {
         format!("cannot talk to the database: {text}")
+    }
+}
+
+/// Words for an error the server sent: its SQLSTATE and fixed wording, never the server's
+/// message. That message names the DSN's account (class 28) or quotes values, the bound
+/// login among them, that a custom query= turned into an error ("invalid input syntax for
+/// type integer: \"alice\""): the name-logging rule covers both.
+fn server_error(code: &str) -> String {
+    let class = code.get(..2).unwrap_or("");
+    match (class, code) {
+        ("28", _) => format!(
+            "the database refused the module's own credentials (SQLSTATE {code}): check the \
+             user and password in dsn=, the account's grants and pg_hba.conf"
+        ),
+        (_, "42501") => format!(
+            "the dsn= account lacks a privilege the query needs (SQLSTATE {code}): GRANT \
+             SELECT on the tables query= reads to it"
+        ),
+        (_, "3D000") => format!(
+            "the database does not exist (SQLSTATE {code}): does dsn= name the right database?"
+        ),
+        (_, "42P01") => format!(
+            "a table the query reads does not exist (SQLSTATE {code}): does dsn= name the \
+             right database?"
+        ),
+        (_, "42703") => {
+            format!("a column the query names does not exist (SQLSTATE {code}): check query=")
+        }
+        ("42", _) => format!(
+            "the server refused the query (SQLSTATE {code}: syntax or access rule): check \
+             query="
+        ),
+        ("22", _) => format!(
+            "the server cannot use a value in the query (SQLSTATE {code}: data exception): \
+             check query= and the types of its columns and parameter"
+        ),
+        _ => format!("database error (SQLSTATE {code}): see PostgreSQL's list of error codes"),
     }
 }
 
@@ -231,4 +254,27 @@ pub(super) async fn run_query(
         out.push(Row(values));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_error;
+
+    #[test]
+    fn server_errors_are_told_by_sqlstate_in_fixed_words() {
+        for (code, says) in [
+            ("28P01", "credentials"),
+            ("42501", "GRANT SELECT"),
+            ("3D000", "right database"),
+            ("42P01", "right database"),
+            ("42703", "check query="),
+            ("42601", "check query="),
+            ("22P02", "data exception"),
+            ("57P01", "SQLSTATE 57P01"),
+        ] {
+            let words = server_error(code);
+            assert!(words.contains(code), "{code}: {words}");
+            assert!(words.contains(says), "{code}: {words}");
+        }
+    }
 }
