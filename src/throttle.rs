@@ -13,11 +13,19 @@
 //!   checks of one user reach the backend before the lock (after a lock expires, one more; a
 //!   failure locks again). A check finding every slot taken waits, up to `timeout=`, for one to
 //!   free. A slot whose process died is counted as a failure (fail safe).
+//! - **One tally per mailbox**: keyed on the mapped name with ASCII case folded
+//!   ([`tally_key`]), as the backends compare names.
 //! - **Shared by the host's processes**: one file per user in `tally_dir`, named by the
-//!   SHA-256 of the mapped name (no name can reach outside the directory or collide; the same
-//!   file whatever the module line), holding the name (hex) for the admin's listing, the last
+//!   SHA-256 of the key (no name can reach outside the directory or collide; the same file
+//!   whatever the module line), holding the key (hex) for the admin's listing, the last
 //!   `deny` failure times and the slots in use; read, changed and written under `flock`. A
 //!   file whose tally is spent is removed, and once a minute a process sweeps spent files.
+//! - **Bounded**: a name the backend does not know is counted in the process only (a spray
+//!   of random names creates no files), and the directory takes no new file past
+//!   [`DIR_MAX_FILES`] (a user without one is then counted in the process, logged).
+//! - **Time**: the throttle's waits before the backend is asked share one `timeout=`; a
+//!   tally that cannot be had in it is never skipped (a spray would pass uncounted): the
+//!   check is answered unavailable, like an outage.
 //! - **A host that cannot write there** (Apache children as www-data and a root-only
 //!   directory) logs once how to grant it and keeps a per-process tally instead: never open
 //!   (no throttle), never closed (every login refused). A directory that anyone else could
@@ -67,9 +75,9 @@ const SLOT_MAX_MS: u64 = 30 * 60 * 1000;
 /// The per-process tally (the fallback) holds at most this many users.
 const LOCAL_MAX_USERS: usize = 10_000;
 
-/// The tally directory takes no new file past this many (about 50 MB of tmpfs at a page and an
-/// inode each): a user without a file is then counted in the process, until sweeps make room.
-/// Concurrent checks may overshoot it by a few files.
+/// The tally directory takes no new file past this many: a 4 KiB page and an inode each, so
+/// about 40 MB (10,000 files of a tally's size took 41 MB). A user without a file is then
+/// counted in the process, until sweeps make room. Concurrent checks may overshoot it by a few.
 pub const DIR_MAX_FILES: usize = 10_000;
 
 /// How long recording a check's result may wait for its tally (after the backend answered).
