@@ -24,3 +24,21 @@ pub fn lock_briefly<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
         }
     }
 }
+
+/// The lock, waiting for it until `until` (a caller's time budget); `None` if it stays taken.
+/// For state a caller must not do without (the throttle's per-process tally), where going on
+/// without it would be wrong and only the wait is bounded.
+pub fn lock_until<T>(mutex: &Mutex<T>, until: Instant) -> Option<MutexGuard<'_, T>> {
+    loop {
+        match mutex.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => {
+                if Instant::now() >= until {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}

@@ -13,11 +13,19 @@
 //!   checks of one user reach the backend before the lock (after a lock expires, one more; a
 //!   failure locks again). A check finding every slot taken waits, up to `timeout=`, for one to
 //!   free. A slot whose process died is counted as a failure (fail safe).
+//! - **One tally per mailbox**: keyed on the mapped name with ASCII case folded
+//!   ([`tally_key`]), as the backends compare names.
 //! - **Shared by the host's processes**: one file per user in `tally_dir`, named by the
-//!   SHA-256 of the mapped name (no name can reach outside the directory or collide; the same
-//!   file whatever the module line), holding the name (hex) for the admin's listing, the last
+//!   SHA-256 of the key (no name can reach outside the directory or collide; the same file
+//!   whatever the module line), holding the key (hex) for the admin's listing, the last
 //!   `deny` failure times and the slots in use; read, changed and written under `flock`. A
 //!   file whose tally is spent is removed, and once a minute a process sweeps spent files.
+//! - **Bounded**: a name the backend does not know is counted in the process only (a spray
+//!   of random names creates no files), and the directory takes no new file past
+//!   [`DIR_MAX_FILES`] (a user without one is then counted in the process, logged).
+//! - **Time**: the throttle's waits before the backend is asked share one `timeout=`; a
+//!   tally that cannot be had in it is never skipped (a spray would pass uncounted): the
+//!   check is answered unavailable, like an outage.
 //! - **A host that cannot write there** (Apache children as www-data and a root-only
 //!   directory) logs once how to grant it and keeps a per-process tally instead: never open
 //!   (no throttle), never closed (every login refused). A directory that anyone else could
@@ -28,8 +36,8 @@
 //! tested without sleeping.
 
 use crate::backend::Answer;
-use crate::lock::lock_briefly;
-use crate::options::Options;
+use crate::lock::lock_until;
+use crate::options::{fold_case, Options};
 use crate::pam::{Host, Level};
 use crate::verdict::Verdict;
 use once_cell::sync::Lazy;
@@ -66,6 +74,14 @@ const SLOT_MAX_MS: u64 = 30 * 60 * 1000;
 
 /// The per-process tally (the fallback) holds at most this many users.
 const LOCAL_MAX_USERS: usize = 10_000;
+
+/// The tally directory takes no new file past this many: a 4 KiB page and an inode each, so
+/// about 40 MB (10,000 files of a tally's size took 41 MB). A user without a file is then
+/// counted in the process, until sweeps make room. Concurrent checks may overshoot it by a few.
+pub const DIR_MAX_FILES: usize = 10_000;
+
+/// How long recording a check's result may wait for its tally (after the backend answered).
+const SETTLE_WAIT: Duration = Duration::from_secs(2);
 
 /// The throttle's settings, one module line's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,10 +347,19 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The tally file's name for a mapped user: the hex SHA-256 of the name, whatever the module
-/// line, so the admin's tool finds it from the name alone.
+/// The one key of a mapped user's tally, in the shared directory and in the process: the name
+/// with ASCII case folded (`options::fold_case`). The backends compare names ignoring case
+/// (PostfixAdmin on MySQL, MailStore, Axigen), so `John.Doe@...` and `JOHN.DOE@...` are one
+/// mailbox and must share one count of `deny` guesses. Only A-Z fold, as everywhere in the
+/// module: Unicode folding would merge distinct mailboxes.
+pub fn tally_key(user: &str) -> String {
+    fold_case(user)
+}
+
+/// The tally file's name for a mapped user: the hex SHA-256 of its [`tally_key`], whatever the
+/// module line, so the admin's tool finds it from the name alone.
 pub fn file_name(user: &str) -> String {
-    hex(&Sha256::digest(user.as_bytes()))
+    hex(&Sha256::digest(tally_key(user).as_bytes()))
 }
 
 fn is_file_name(name: &[u8]) -> bool {
@@ -484,23 +509,30 @@ impl TallyDir {
         Ok(Some(file))
     }
 
-    /// Runs `change` on `user`'s tally under an exclusive lock and writes the result back;
-    /// a spent tally's file is removed. With `create` false, a missing file is `Ok(None)`.
+    /// Runs `change` on `user`'s tally under an exclusive lock (waited for until `until`) and
+    /// writes the result back; a spent tally's file is removed. A missing file is `Ok(None)`
+    /// when `create` is false, and when the directory already holds [`DIR_MAX_FILES`].
     pub fn update<R>(
         &self,
         user: &str,
         create: bool,
         policy: &Policy,
         now: u64,
+        until: Instant,
         change: impl FnOnce(&mut Tally) -> R,
     ) -> Result<Option<R>, String> {
         let name = file_name(user);
         // A file removed between our open and our lock is reopened (bounded).
         for _ in 0..8 {
-            let Some(mut file) = self.open_file(&name, create)? else {
+            let file = match self.open_file(&name, false)? {
+                Some(file) => Some(file),
+                None if create && !self.is_full(policy, now) => self.open_file(&name, true)?,
+                None => None,
+            };
+            let Some(mut file) = file else {
                 return Ok(None);
             };
-            lock_exclusive(&file)
+            lock_exclusive(&file, until)
                 .map_err(|e| format!("tally file {}/{name}: {e}", self.path.display()))?;
             if file.metadata().map(|m| m.nlink()).unwrap_or(0) == 0 {
                 continue;
@@ -509,7 +541,7 @@ impl TallyDir {
             let mut tally = read_tally(&mut file);
             if tally.user.is_empty() {
                 tally = Tally {
-                    user: user.to_string(),
+                    user: tally_key(user),
                     ..tally
                 };
             }
@@ -537,6 +569,28 @@ impl TallyDir {
         ))
     }
 
+    /// Whether the directory holds [`DIR_MAX_FILES`] tally files, after sweeping spent ones
+    /// (at most once a minute) when it does.
+    fn is_full(&self, policy: &Policy, now: u64) -> bool {
+        if self.count_files() < DIR_MAX_FILES {
+            return false;
+        }
+        self.sweep_now_and_then(policy, now);
+        self.count_files() >= DIR_MAX_FILES
+    }
+
+    /// Tally files in the directory, counted up to [`DIR_MAX_FILES`].
+    fn count_files(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|e| is_file_name(e.file_name().as_bytes()))
+            .take(DIR_MAX_FILES)
+            .count()
+    }
+
     /// Every tally in the directory (for the admin), spent ones left out.
     pub fn tallies(&self, policy: &Policy, now: u64) -> Result<Vec<Tally>, String> {
         let mut found = Vec::new();
@@ -550,7 +604,7 @@ impl TallyDir {
             let Ok(Some(mut file)) = self.open_file(&name.to_string_lossy(), false) else {
                 continue;
             };
-            if lock_exclusive(&file).is_err() {
+            if lock_exclusive(&file, Instant::now() + SETTLE_WAIT).is_err() {
                 continue;
             }
             let tally = read_tally(&mut file);
@@ -621,10 +675,11 @@ impl NoFollow for std::fs::OpenOptions {
     }
 }
 
-/// `flock(LOCK_EX)`, waiting at most two seconds: holders keep it only to read and write a
-/// few lines, so a lock held longer belongs to a stopped process and must not hang the login.
-fn lock_exclusive(file: &std::fs::File) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(2);
+/// `flock(LOCK_EX)`, waiting until `until` (the check's budget) and at most two seconds:
+/// holders keep it only to read and write a few lines, so a lock held longer belongs to a
+/// stopped process and must not hang the login.
+fn lock_exclusive(file: &std::fs::File, until: Instant) -> Result<(), String> {
+    let deadline = until.min(Instant::now() + SETTLE_WAIT);
     loop {
         // SAFETY: a valid descriptor.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
@@ -635,7 +690,7 @@ fn lock_exclusive(file: &std::fs::File) -> Result<(), String> {
             return Err(std::io::Error::from_raw_os_error(e).to_string());
         }
         if Instant::now() >= deadline {
-            return Err("locked by another process for over 2 s".into());
+            return Err("locked by another process past this check's time".into());
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -662,13 +717,22 @@ fn write_tally(file: &mut std::fs::File, tally: &Tally) -> std::io::Result<()> {
 /// The per-process tallies of a host that cannot write the directory.
 static LOCAL: Lazy<Mutex<HashMap<String, Tally>>> = Lazy::new(|| Mutex::new(HashMap::new()));
 
+/// `change` on `user`'s per-process tally; `None` if another thread held the tallies until
+/// `until` (never a reason to go on uncounted: the caller answers without the backend). With
+/// `create` false, a user without a tally is `Some(None)`-like: `change` is not run.
 fn update_local<R>(
     user: &str,
+    create: bool,
     policy: &Policy,
     now: u64,
+    until: Instant,
     change: impl FnOnce(&mut Tally) -> R,
-) -> Option<R> {
-    let mut all = lock_briefly(&LOCAL)?;
+) -> Option<Option<R>> {
+    let user = &tally_key(user);
+    let mut all = lock_until(&LOCAL, until)?;
+    if !create && !all.contains_key(user) {
+        return Some(None);
+    }
     if all.len() >= LOCAL_MAX_USERS && !all.contains_key(user) {
         all.retain(|_, t| !t.is_spent(policy, now));
         if all.len() >= LOCAL_MAX_USERS {
@@ -689,10 +753,10 @@ fn update_local<R>(
     if tally.is_spent(policy, now) {
         all.remove(user);
     }
-    Some(result)
+    Some(Some(result))
 }
 
-/// Where this process keeps tallies.
+/// Where this check keeps its tally.
 enum Store {
     Shared(TallyDir),
     Local,
@@ -700,6 +764,9 @@ enum Store {
 
 /// Set once this process has said it cannot use the directory.
 static SAID_UNUSABLE: AtomicBool = AtomicBool::new(false);
+
+/// When this process last said the directory is full (ms since the epoch).
+static SAID_FULL: AtomicU64 = AtomicU64::new(0);
 
 impl Store {
     fn open(host: &dyn Host, policy: &Policy) -> Result<Store, String> {
@@ -713,29 +780,33 @@ impl Store {
         }
     }
 
-    /// `change` on the user's tally; `None` when no tally could be had at all.
+    /// `change` on the user's tally, the lock on it waited for until `until`; `None` when no
+    /// tally could be had in that time. A user the full directory has no file for is counted
+    /// in this process, and so is the rest of this check (its slot lives there).
     fn update<R>(
         &mut self,
         host: &dyn Host,
         user: &str,
         policy: &Policy,
         now: u64,
+        until: Instant,
         change: impl FnOnce(&mut Tally) -> R,
     ) -> Option<R> {
         if let Store::Shared(dir) = self {
             let mut change = Some(change);
-            match dir.update(user, true, policy, now, |t| change.take().map(|f| f(t))) {
+            let shared = dir.update(user, true, policy, now, until, |t| {
+                change.take().map(|f| f(t))
+            });
+            match shared {
                 Ok(Some(Some(r))) => return Some(r),
-                Ok(_) => {}
-                Err(why) => {
-                    fall_back(host, &why);
-                    *self = Store::Local;
-                    return update_local(user, policy, now, change?);
-                }
+                Ok(Some(None)) => return None,
+                Ok(None) => say_full(host, dir.path(), now),
+                Err(why) => fall_back(host, &why),
             }
-            return None;
+            *self = Store::Local;
+            return update_local(user, true, policy, now, until, change?)?;
         }
-        update_local(user, policy, now, change)
+        update_local(user, true, policy, now, until, change)?
     }
 }
 
@@ -753,8 +824,45 @@ fn fall_back(host: &dyn Host, why: &str) {
     );
 }
 
+/// Says (at most once a minute per process) that the directory takes no new file.
+fn say_full(host: &dyn Host, dir: &Path, now: u64) {
+    let last = SAID_FULL.load(Ordering::Relaxed);
+    if last != 0 && now.saturating_sub(last) < 60_000 {
+        return;
+    }
+    if SAID_FULL
+        .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    host.log(
+        Level::Warning,
+        &format!(
+            "throttle: tally_dir {} holds {DIR_MAX_FILES} tally files, the most it takes (a \
+             spray of many names?): users without a file are counted in this process only \
+             until spent tallies are swept; mailauth-check --throttled lists them",
+            dir.display()
+        ),
+    );
+}
+
+/// Why a check was answered without the backend: its tally could not be had in time.
+fn no_tally(budget: Duration) -> Answer {
+    Verdict::Unavailable(format!(
+        "throttle: this user's tally stayed locked by other checks for {}s (timeout=); the \
+         backend is not asked uncounted",
+        budget.as_secs_f64()
+    ))
+    .into()
+}
+
 /// Asks the backend through the throttle: refused at once while the user is locked, counted
 /// after. With `deny=0` this is `ask()`.
+///
+/// The time it adds to a check: before the backend is asked, at most `timeout=` in all
+/// (waiting for a place while `deny` checks of the user are in progress, and for the tally's
+/// locks); after it, at most [`SETTLE_WAIT`] to record the result.
 pub fn guard(host: &dyn Host, opts: &Options, user: &str, ask: impl FnOnce() -> Answer) -> Answer {
     let policy = &opts.throttle;
     if policy.deny == 0 {
@@ -765,35 +873,43 @@ pub fn guard(host: &dyn Host, opts: &Options, user: &str, ask: impl FnOnce() -> 
         Err(why) => return Verdict::Misconfigured(why).into(),
     };
     let slot = Slot::mine(now_ms());
-    let waiting_until = Instant::now() + opts.timeout;
+    let budget = opts.timeout;
+    let until = Instant::now() + budget;
+    // Unknown names are counted in the process only (below): a lock there is a lock too.
+    if let Store::Shared(_) = store {
+        let now = now_ms();
+        let lock = update_local(user, false, policy, now, until, |t| {
+            let until = t.locked_until(policy).filter(|u| *u > now)?;
+            Some((t.failures.len(), until - now))
+        });
+        match lock {
+            None => return no_tally(budget),
+            Some(Some(Some((failures, remaining_ms)))) => {
+                return throttled(policy, failures, remaining_ms)
+            }
+            Some(_) => {}
+        }
+    }
     loop {
         let now = now_ms();
-        let admission = store.update(host, user, policy, now, |t| {
+        let admission = store.update(host, user, policy, now, until, |t| {
             t.admit(policy, now, Slot { since: now, ..slot }, &process_alive)
         });
         match admission {
-            // No tally at all (a lock held across fork): ask, uncounted, rather than refuse.
-            None => return ask(),
+            // No tally within the budget: never ask uncounted (a spray would pass), never
+            // call it a wrong password; the check is unavailable, as in an outage.
+            None => return no_tally(budget),
             Some(Admission::Go) => break,
             Some(Admission::Locked {
                 failures,
                 remaining_ms,
-            }) => {
-                return Verdict::Throttled(format!(
-                    "{failures} failed checks within fail_interval={}s; the backend is not \
-                     asked for another {}s (unlock_time={}s)",
-                    policy.fail_interval.as_secs(),
-                    remaining_ms.div_ceil(1000),
-                    policy.unlock_time.as_secs()
-                ))
-                .into()
-            }
+            }) => return throttled(policy, failures, remaining_ms),
             Some(Admission::Busy { in_progress }) => {
-                if Instant::now() >= waiting_until {
+                if Instant::now() >= until {
                     return Verdict::Throttled(format!(
                         "{in_progress} checks of this user still in progress after {}s \
                          (deny={})",
-                        opts.timeout.as_secs(),
+                        budget.as_secs_f64(),
                         policy.deny
                     ))
                     .into();
@@ -803,10 +919,21 @@ pub fn guard(host: &dyn Host, opts: &Options, user: &str, ask: impl FnOnce() -> 
         }
     }
     let answer = ask();
-    let outcome = Outcome::of(&answer.verdict);
+    let mut outcome = Outcome::of(&answer.verdict);
     let now = now_ms();
+    let until = Instant::now() + SETTLE_WAIT;
+    // A name the backend does not know is counted in this process only: a spray of random
+    // names must not fill tally_dir (tmpfs /run) with a file per name.
+    if answer.verdict == Verdict::UnknownUser {
+        if let Store::Shared(_) = store {
+            let _ = update_local(user, true, policy, now, until, |t| {
+                t.record_failure(policy, now)
+            });
+            outcome = Outcome::NotCounted;
+        }
+    }
     // The slot is found by pid and serial; its time is not compared.
-    store.update(host, user, policy, now, |t| {
+    store.update(host, user, policy, now, until, |t| {
         let mine = t
             .slots
             .iter()
@@ -821,6 +948,18 @@ pub fn guard(host: &dyn Host, opts: &Options, user: &str, ask: impl FnOnce() -> 
         }
     });
     answer
+}
+
+/// The answer to a check of a locked user.
+fn throttled(policy: &Policy, failures: usize, remaining_ms: u64) -> Answer {
+    Verdict::Throttled(format!(
+        "{failures} failed checks within fail_interval={}s; the backend is not asked for \
+         another {}s (unlock_time={}s)",
+        policy.fail_interval.as_secs(),
+        remaining_ms.div_ceil(1000),
+        policy.unlock_time.as_secs()
+    ))
+    .into()
 }
 
 /// The admin's view: every tally in `dir` that still matters under `policy`.
@@ -838,13 +977,18 @@ pub fn reset(policy: &Policy, user: &str) -> Result<bool, String> {
     let dir = TallyDir::open(&policy.dir).map_err(|e| match e {
         DirError::Unsafe(s) | DirError::Unusable(s) => s,
     })?;
-    let found = dir.update(user, false, policy, now_ms(), |t| t.failures.clear())?;
+    let now = now_ms();
+    let until = Instant::now() + SETTLE_WAIT;
+    let found = dir.update(user, false, policy, now, until, |t| t.failures.clear())?;
+    // Failures of a name the backend did not know live in the process that counted them.
+    let _ = update_local(user, false, policy, now, until, |t| t.failures.clear());
     Ok(found.is_some())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lock::lock_briefly;
 
     const SEC: u64 = 1000;
 
@@ -991,7 +1135,8 @@ mod tests {
             let f = file_name(name);
             assert!(is_file_name(f.as_bytes()), "{f}");
         }
-        assert_ne!(file_name("john"), file_name("John"));
+        // One file whatever the ASCII case (the backends compare names so).
+        assert_eq!(file_name("john"), file_name("John"));
         // What the README's `printf %s NAME | sha256sum` gives.
         assert_eq!(
             file_name("john.doe@example.com"),
@@ -1031,11 +1176,221 @@ mod tests {
         }
     }
 
+    /// A host for `guard` that only keeps its log.
+    #[derive(Default)]
+    struct LogHost(Mutex<Vec<String>>);
+
+    impl Host for LogHost {
+        fn service(&self) -> String {
+            "test".into()
+        }
+        fn user(&self) -> Result<String, pamsm::PamError> {
+            Err(pamsm::PamError::USER_UNKNOWN)
+        }
+        fn rhost(&self) -> Option<String> {
+            None
+        }
+        fn stacked_password(&self) -> Result<Option<crate::secret::Secret>, pamsm::PamError> {
+            Ok(None)
+        }
+        fn prompt_password(&self) -> Result<crate::secret::Secret, pamsm::PamError> {
+            Err(pamsm::PamError::AUTH_ERR)
+        }
+        fn remember_authenticated(&self, _user: &str) {}
+        fn authenticated_user(&self) -> Option<String> {
+            None
+        }
+        fn log(&self, _level: Level, message: &str) {
+            if let Ok(mut lines) = self.0.lock() {
+                lines.push(message.to_string());
+            }
+        }
+        fn fail_delay(&self, _micros: u32) {}
+    }
+
+    /// A fresh tally directory (root's, 0700: the unit tests run as root, as the suite does).
+    fn fresh_dir(tag: &str) -> PathBuf {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "pam_mailauth-unit-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        dir
+    }
+
+    fn line_with(dir: &Path, extra: &str) -> Options {
+        let dir = format!("tally_dir={}", dir.display());
+        let mut args = vec!["backend=mailstore", "url=http://127.0.0.1/", "deny=2", &dir];
+        args.extend(extra.split_whitespace());
+        match Options::parse(&args) {
+            Ok(o) => o,
+            Err(e) => panic!("{}", e.0),
+        }
+    }
+
+    fn tally_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| is_file_name(e.file_name().as_bytes()))
+            .count()
+    }
+
+    /// F1: the backends compare names ignoring case, so the tally must too.
+    #[test]
+    fn a_name_in_any_ascii_case_is_one_tally() {
+        let dir = fresh_dir("case");
+        let opts = line_with(&dir, "");
+        let host = LogHost::default();
+        let asked = AtomicU64::new(0);
+        for name in [
+            "John.Doe@example.com",
+            "JOHN.DOE@example.com",
+            "john.doe@EXAMPLE.COM",
+            "jOhN.dOe@example.com",
+            "john.doe@example.com",
+        ] {
+            guard(&host, &opts, name, || {
+                asked.fetch_add(1, Ordering::Relaxed);
+                Verdict::WrongPassword.into()
+            });
+        }
+        assert_eq!(
+            asked.load(Ordering::Relaxed),
+            2,
+            "deny=2 across case variants"
+        );
+        assert_eq!(tally_files(&dir), 1);
+        let listed = list(&opts.throttle).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].user, "john.doe@example.com");
+        assert!(reset(&opts.throttle, "JOHN.doe@Example.com").unwrap());
+        assert_eq!(tally_files(&dir), 0);
+        // Only ASCII folds: the Kelvin sign is not a k.
+        assert_ne!(file_name("\u{212a}ate"), file_name("kate"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// F2: names the backend does not know never leave a file behind.
+    #[test]
+    fn unknown_names_leave_no_tally_file_but_are_still_throttled_in_the_process() {
+        let dir = fresh_dir("unknown");
+        let opts = line_with(&dir, "");
+        let host = LogHost::default();
+        for i in 0..50 {
+            guard(&host, &opts, &format!("bot-{i}@example.com"), || {
+                Verdict::UnknownUser.into()
+            });
+        }
+        assert_eq!(tally_files(&dir), 0, "a spray of unknown names left files");
+        // Counted per process: the third check of one unknown name is not asked.
+        let asked = AtomicU64::new(0);
+        for _ in 0..3 {
+            guard(&host, &opts, "ghost@example.com", || {
+                asked.fetch_add(1, Ordering::Relaxed);
+                Verdict::UnknownUser.into()
+            });
+        }
+        assert_eq!(asked.load(Ordering::Relaxed), 2);
+        assert_eq!(tally_files(&dir), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// F2: past the cap, a new name is counted in the process, with one log line.
+    #[test]
+    fn a_full_tally_directory_takes_no_new_file_and_counts_in_the_process() {
+        let dir = fresh_dir("full");
+        let now = now_ms();
+        for i in 0..DIR_MAX_FILES {
+            let mut t = Tally::new(&format!("filler-{i}"));
+            t.failures.push(now);
+            std::fs::write(dir.join(file_name(&t.user)), t.render()).unwrap();
+        }
+        let opts = line_with(&dir, "");
+        let host = LogHost::default();
+        let asked = AtomicU64::new(0);
+        for _ in 0..3 {
+            guard(&host, &opts, "newcomer@example.com", || {
+                asked.fetch_add(1, Ordering::Relaxed);
+                Verdict::WrongPassword.into()
+            });
+        }
+        assert_eq!(
+            tally_files(&dir),
+            DIR_MAX_FILES,
+            "a file was added past the cap"
+        );
+        assert_eq!(
+            asked.load(Ordering::Relaxed),
+            2,
+            "not throttled per process"
+        );
+        let log = host.0.lock().unwrap().clone();
+        let full: Vec<_> = log.iter().filter(|l| l.contains("tally files")).collect();
+        assert_eq!(full.len(), 1, "{log:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// F6: the per-process tally held by another thread: wait, within the budget, and never
+    /// ask the backend uncounted.
+    #[test]
+    fn a_busy_per_process_tally_is_waited_for_and_never_skipped() {
+        // A name too long for the file system: the store is the per-process one.
+        let dir = PathBuf::from(format!("/tmp/{}", "x".repeat(300)));
+        let opts = line_with(&dir, "timeout=0.3");
+        let host = LogHost::default();
+        let hold = |ms: u64| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let t = std::thread::spawn(move || {
+                let held = lock_briefly(&LOCAL);
+                let _ = tx.send(held.is_some());
+                std::thread::sleep(Duration::from_millis(ms));
+                drop(held);
+            });
+            assert!(rx.recv().unwrap());
+            t
+        };
+        // Held past the budget: not asked, and not a "wrong password" either.
+        let t = hold(1000);
+        let asked = AtomicU64::new(0);
+        let answer = guard(&host, &opts, "held-long@example.com", || {
+            asked.fetch_add(1, Ordering::Relaxed);
+            Verdict::WrongPassword.into()
+        });
+        t.join().unwrap();
+        assert_eq!(
+            asked.load(Ordering::Relaxed),
+            0,
+            "asked the backend uncounted"
+        );
+        assert!(
+            matches!(answer.verdict, Verdict::Unavailable(_)),
+            "{answer:?}"
+        );
+        // Held briefly: waited for, then asked and counted.
+        let t = hold(100);
+        guard(&host, &opts, "held-short@example.com", || {
+            asked.fetch_add(1, Ordering::Relaxed);
+            Verdict::WrongPassword.into()
+        });
+        t.join().unwrap();
+        assert_eq!(asked.load(Ordering::Relaxed), 1);
+        let counted = lock_briefly(&LOCAL)
+            .and_then(|l| l.get("held-short@example.com").map(|t| t.failures.len()));
+        assert_eq!(counted, Some(1));
+    }
+
     #[test]
     fn local_tallies_are_bounded() {
         let p = policy(1);
         for i in 0..(LOCAL_MAX_USERS + 50) {
-            update_local(&format!("local-bound-{i}"), &p, 0, |t| {
+            let until = Instant::now() + SETTLE_WAIT;
+            update_local(&format!("local-bound-{i}"), true, &p, 0, until, |t| {
                 t.record_failure(&p, 0)
             });
         }

@@ -30,7 +30,15 @@ struct Store {
 
 impl Store {
     fn start() -> Store {
-        let store = MailStore::new(&[(USER, PASSWORD), ("jane@example.com", "Jane pass")]);
+        Store::with(&[])
+    }
+
+    /// With more mailboxes (password "secret"): their wrong passwords count in `tally_dir`,
+    /// where a name the backend does not know is counted in the process only.
+    fn with(more: &[&str]) -> Store {
+        let mut users = vec![(USER, PASSWORD), ("jane@example.com", "Jane pass")];
+        users.extend(more.iter().map(|u| (*u, "secret")));
+        let store = MailStore::new(&users);
         let down = Arc::new(AtomicBool::new(false));
         let d = down.clone();
         let server = Server::start(move |req| {
@@ -233,10 +241,6 @@ fn service(store: &Store, dir: &Path, extra: &str) -> Service {
 
 #[test]
 fn hostile_user_names_never_create_a_file_outside_the_tally_directory() {
-    let store = Store::start();
-    let parent = TempDir::new("throttle-names");
-    let dir = tally_dir(&parent);
-    let svc = service(&store, &dir, "");
     let long = "x".repeat(1000);
     let names = [
         "../escaped",
@@ -248,6 +252,11 @@ fn hostile_user_names_never_create_a_file_outside_the_tally_directory() {
         "tab\there\u{1}\u{1b}[31m\nnew line\u{7f}",
         long.as_str(),
     ];
+    // Mailboxes of the backend, so their failures are counted in files.
+    let store = Store::with(&names);
+    let parent = TempDir::new("throttle-names");
+    let dir = tally_dir(&parent);
+    let svc = service(&store, &dir, "");
     for name in names {
         assert_eq!(svc.auth(name, "wrong"), PAM_AUTH_ERR, "{name:?}");
     }
@@ -283,6 +292,66 @@ fn hostile_user_names_never_create_a_file_outside_the_tally_directory() {
         .collect();
     let expected: BTreeSet<String> = names.iter().map(|n| n.to_string()).collect();
     assert_eq!(listed, expected);
+}
+
+/// The backends compare names ignoring case: `John.Doe@...` and `JOHN.DOE@...` are one
+/// mailbox, with one tally of `deny` guesses.
+#[test]
+fn a_name_in_any_ascii_case_shares_one_tally() {
+    let store = Store::start();
+    let parent = TempDir::new("throttle-case");
+    let dir = tally_dir(&parent);
+    let svc = service(&store, &dir, "");
+    assert_eq!(svc.auth("John.Doe@example.com", "wrong"), PAM_AUTH_ERR);
+    assert_eq!(svc.auth("JOHN.DOE@EXAMPLE.COM", "wrong"), PAM_AUTH_ERR);
+    let before = store.count();
+    assert_eq!(svc.auth(USER, PASSWORD), PAM_AUTH_ERR, "not throttled");
+    assert_eq!(store.count(), before, "asked while locked");
+    let listed: Vec<String> = throttle::list(&policy(&dir, 2, 60))
+        .unwrap()
+        .into_iter()
+        .map(|t| t.user)
+        .collect();
+    assert_eq!(listed, vec![USER.to_string()]);
+    assert_eq!(
+        throttle::reset(&policy(&dir, 2, 60), "John.DOE@example.com"),
+        Ok(true)
+    );
+    assert_eq!(svc.auth(USER, PASSWORD), PAM_SUCCESS);
+}
+
+/// A bot sending random names must not fill tally_dir (tmpfs /run): names the backend does
+/// not know are counted in the process, and still throttled there.
+#[test]
+fn random_unknown_names_leave_no_tally_file() {
+    let store = Store::start();
+    let parent = TempDir::new("throttle-unknown");
+    let dir = tally_dir(&parent);
+    // account=check: MailStore's directory tells an unknown name from a wrong password.
+    let svc = service(&store, &dir, "account=check");
+    for i in 0..30 {
+        assert_eq!(
+            svc.auth(&format!("bot-{i}@example.com"), "guess"),
+            PAM_USER_UNKNOWN
+        );
+    }
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != ".swept")
+        .collect();
+    assert!(files.is_empty(), "{} tally files: {files:?}", files.len());
+    // Counted all the same: deny=2, so the third check of one unknown name is not asked.
+    for _ in 0..2 {
+        assert_eq!(svc.auth("ghost@example.com", "guess"), PAM_USER_UNKNOWN);
+    }
+    let before = store.count();
+    assert_eq!(
+        svc.auth("ghost@example.com", "guess"),
+        PAM_AUTH_ERR,
+        "not throttled"
+    );
+    assert_eq!(store.count(), before, "an unknown name was not throttled");
 }
 
 #[test]
