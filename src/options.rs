@@ -620,6 +620,15 @@ impl Builder {
                 }
             }
         }
+        if !o.features.is_empty() && backend != BackendKind::Kopano {
+            // Only Kopano has per-user features; ignored elsewhere, a pam_mapi service= line
+            // moved to another backend would silently stop restricting anyone.
+            return Err(ConfigError(format!(
+                "{}= (the Kopano feature check) is for backend=kopano only; {name} has no \
+                 per-user features: drop {}= from this line",
+                self.feature_key, self.feature_key
+            )));
+        }
         if o.query.is_some() && backend != BackendKind::Postfixadmin {
             return Err(ConfigError(format!(
                 "query= is for backend=postfixadmin, not {name}"
@@ -872,6 +881,28 @@ mod tests {
         .unwrap_err();
         assert!(e.0.starts_with("service= "), "{e}");
         assert!(e.0.contains("dsn="), "{e}");
+    }
+
+    #[test]
+    fn features_are_refused_on_every_backend_but_kopano() {
+        let dsn = "dsn=mysql://u@127.0.0.1/pfa";
+        for line in [
+            &["backend=mailstore", "url=https://m.example.com/"][..],
+            &["backend=axigen", "url=https://m.example.com/"],
+            &["backend=james", "url=http://127.0.0.1:8000"],
+            &["backend=postfixadmin", dsn],
+        ] {
+            assert!(parse(line).is_ok(), "{line:?}");
+            for key in ["feature", "service"] {
+                let mut with = line.to_vec();
+                let feature = format!("{key}=imap");
+                with.push(&feature);
+                let e = parse(&with).unwrap_err();
+                assert!(e.0.starts_with(&format!("{key}= ")), "{e}");
+                assert!(e.0.contains("backend=kopano only"), "{e}");
+            }
+        }
+        assert!(parse(&["backend=kopano", "file=/x", "service=imap"]).is_ok());
     }
 
     #[test]
