@@ -550,6 +550,9 @@ impl Builder {
             parsed
                 .check_transport(plaintext_allowed)
                 .map_err(ConfigError)?;
+            if let Some(query) = &o.query {
+                check_query_placeholder(query, parsed.engine())?;
+            }
             if backend == BackendKind::Kopano && parsed.engine() != crate::sql::Engine::Mysql {
                 return Err(ConfigError(
                     "backend=kopano reads the Kopano DB plugin's MySQL/MariaDB tables: dsn= \
@@ -642,6 +645,23 @@ impl Builder {
         }
         Ok(self.opts)
     }
+}
+
+/// `query=` must bind the login with the DSN's engine's placeholder (`?` MySQL, `$1`
+/// PostgreSQL): the other engine's form would reach the server as a syntax error on every
+/// login, or (`?` on PostgreSQL, an operator there) as something else entirely.
+fn check_query_placeholder(query: &str, engine: crate::sql::Engine) -> Result<(), ConfigError> {
+    let (own, other, name) = match engine {
+        crate::sql::Engine::Mysql => ("?", "$1", "mysql://"),
+        crate::sql::Engine::Postgres => ("$1", "?", "postgresql://"),
+    };
+    if !query.contains(own) || query.contains(other) {
+        return Err(ConfigError(format!(
+            "query= must bind the login name with {own}, the placeholder of dsn={name} \
+             (and not {other})"
+        )));
+    }
+    Ok(())
 }
 
 fn flag(key: &str, value: Option<&str>) -> Result<bool, ConfigError> {
@@ -923,12 +943,21 @@ mod tests {
         );
         assert!(with("weak_schemes=maybe").is_err());
         assert!(with("url=http://localhost/").is_err());
-        for good in [
-            "query=SELECT password, active FROM mailbox WHERE username = ?",
-            "query=select password, 1 FROM users WHERE email = $1",
-        ] {
-            assert!(with(good).is_ok(), "{good}");
-        }
+        assert!(with("query=select email, password, 1 FROM users WHERE email = $1").is_ok());
+        let mysql = |extra: &str| {
+            parse(&[
+                "backend=postfixadmin",
+                "dsn=mysql://pfa@127.0.0.1/postfixadmin",
+                extra,
+            ])
+        };
+        let q = "query=SELECT username, password, active FROM mailbox WHERE username = ?";
+        assert!(mysql(q).is_ok());
+        // The placeholder of the other engine: refused at configuration time.
+        let e = with(q).unwrap_err();
+        assert!(e.0.contains("$1") && e.0.contains("postgresql://"), "{e}");
+        let e = mysql("query=SELECT username, password, 1 FROM m WHERE username = $1").unwrap_err();
+        assert!(e.0.contains("with ?") && e.0.contains("mysql://"), "{e}");
         for bad in [
             "query=DELETE FROM mailbox WHERE username = ?",
             "query=SELECT password, active FROM mailbox WHERE username = ? OR name = ?",
