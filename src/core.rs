@@ -95,16 +95,13 @@ fn check_password(host: &dyn Host, args: &[String]) -> Result<String, PamError> 
         throttle::guard(host, &opts, &mapped, || backend.verify(&mapped, &password))
     });
     drop(password);
-    for warning in backend.warnings() {
-        host.log(
-            Level::Warning,
-            &format!(
-                "auth: user {} backend={}: {warning}",
-                who(&opts, answer.verdict.confirms_user(), &user, &mapped),
-                opts.backend.name()
-            ),
-        );
-    }
+    log_warnings(
+        host,
+        &opts,
+        Phase::Auth,
+        &backend.warnings(),
+        &who(&opts, answer.verdict.confirms_user(), &user, &mapped),
+    );
     report(
         host,
         &opts,
@@ -148,15 +145,17 @@ pub fn account(host: &dyn Host, args: &[String]) -> PamError {
     let started = Instant::now();
     let backend = backend::for_options(&opts);
     let checked = backend.account(&mapped);
-    for warning in backend.warnings() {
-        host.log(
-            Level::Warning,
-            &format!(
-                "account: user '{user}' backend={}: {warning}",
-                opts.backend.name()
-            ),
-        );
-    }
+    // The name typed at the prompt only when the backend confirmed it, as in auth.
+    let confirmed = checked
+        .as_ref()
+        .is_some_and(|answer| answer.verdict.confirms_user());
+    log_warnings(
+        host,
+        &opts,
+        Phase::Account,
+        &backend.warnings(),
+        &who(&opts, confirmed, &user, &mapped),
+    );
     match checked {
         Some(answer) => {
             report(
@@ -224,6 +223,23 @@ fn obtain_password(host: &dyn Host, opts: &Options) -> Result<Secret, PamError> 
 /// passwords into the user prompt, so without `debug` a name is logged only once the backend
 /// confirmed that user exists (`Verdict::confirms_user`); every other line says why it is
 /// left out.
+/// The backend's warnings, one line each, naming the user as `who` (from [`who`]).
+fn log_warnings(host: &dyn Host, opts: &Options, phase: Phase, warnings: &[String], who: &str) {
+    let phase = match phase {
+        Phase::Auth => "auth",
+        Phase::Account => "account",
+    };
+    for warning in warnings {
+        host.log(
+            Level::Warning,
+            &format!(
+                "{phase}: user {who} backend={}: {warning}",
+                opts.backend.name()
+            ),
+        );
+    }
+}
+
 fn who(opts: &Options, confirmed: bool, user: &str, mapped: &str) -> String {
     if !confirmed && !opts.debug {
         "(name not logged: no backend confirmed it; debug logs it)".to_string()
@@ -330,6 +346,31 @@ mod tests {
 
     // Port 9 (discard) on loopback: nothing listens, so any backend call is "unavailable".
     const LINE: &str = "backend=mailstore url=http://127.0.0.1:9/ timeout=1";
+
+    #[test]
+    fn backend_warnings_name_the_user_only_when_confirmed_in_either_phase() {
+        let host = FakeHost::default();
+        let Ok(opts) = Options::parse(&args(LINE)) else {
+            panic!("LINE parses")
+        };
+        let typed = "Tr0ub4dor&3";
+        for phase in [Phase::Auth, Phase::Account] {
+            for confirmed in [false, true] {
+                host.logs.borrow_mut().clear();
+                let warnings = ["a session was left open".to_string()];
+                log_warnings(
+                    &host,
+                    &opts,
+                    phase,
+                    &warnings,
+                    &who(&opts, confirmed, typed, typed),
+                );
+                let logs = host.logs.borrow();
+                assert_eq!(logs.len(), 1);
+                assert_eq!(logs[0].1.contains(typed), confirmed, "{:?}", logs[0]);
+            }
+        }
+    }
 
     #[test]
     fn empty_password_never_reaches_the_backend() {

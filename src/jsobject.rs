@@ -62,21 +62,43 @@ const MAX_DEPTH: usize = 16;
 /// `false`, `null`, objects and arrays. A key given twice makes the whole object `None`:
 /// `{ success: false, success: true }` has no honest reading.
 pub fn parse_object(body: &[u8]) -> Option<Object> {
-    let text = std::str::from_utf8(body).ok()?;
+    read_object(body).ok()
+}
+
+/// Why a body is not an [`Object`]: callers that must tell a page that is no answer at all
+/// (an HTML login page) from an answer that contradicts itself need the difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Not one well-formed object: HTML, an empty body, a syntax error.
+    NotAnObject,
+    /// An object in which some key is given twice (at any depth): it has no honest reading.
+    DuplicateKey,
+}
+
+/// [`parse_object`], saying why a body is not an object.
+pub fn read_object(body: &[u8]) -> Result<Object, Unreadable> {
+    let text = std::str::from_utf8(body).map_err(|_| Unreadable::NotAnObject)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut p = Parser {
         s: text.as_bytes(),
         i: 0,
+        duplicate: false,
     };
     p.ws();
-    let members = p.object(0)?;
+    let members = p.object(0);
     p.ws();
-    (p.i == p.s.len()).then_some(Object(members))
+    match members {
+        _ if p.duplicate => Err(Unreadable::DuplicateKey),
+        Some(members) if p.i == p.s.len() => Ok(Object(members)),
+        _ => Err(Unreadable::NotAnObject),
+    }
 }
 
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    /// Set when a key was given twice; parsing stops there.
+    duplicate: bool,
 }
 
 impl Parser<'_> {
@@ -116,6 +138,7 @@ impl Parser<'_> {
             self.ws();
             let value = self.value(depth)?;
             if members.iter().any(|(k, _)| *k == key) {
+                self.duplicate = true;
                 return None;
             }
             members.push((key, value));
@@ -269,8 +292,8 @@ mod tests {
             b"{ a: [ { c: 1, c: 1 } ] }",
         ] {
             assert_eq!(
-                parse_object(text),
-                None,
+                read_object(text),
+                Err(Unreadable::DuplicateKey),
                 "{}",
                 String::from_utf8_lossy(text)
             );
@@ -296,8 +319,8 @@ mod tests {
             b"<html>{ a: 1 }</html>",
         ] {
             assert_eq!(
-                parse_object(text),
-                None,
+                read_object(text),
+                Err(Unreadable::NotAnObject),
                 "{}",
                 String::from_utf8_lossy(text)
             );

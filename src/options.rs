@@ -550,6 +550,9 @@ impl Builder {
             parsed
                 .check_transport(plaintext_allowed)
                 .map_err(ConfigError)?;
+            if let Some(query) = &o.query {
+                check_query_placeholder(query, parsed.engine())?;
+            }
             if backend == BackendKind::Kopano && parsed.engine() != crate::sql::Engine::Mysql {
                 return Err(ConfigError(
                     "backend=kopano reads the Kopano DB plugin's MySQL/MariaDB tables: dsn= \
@@ -620,6 +623,15 @@ impl Builder {
                 }
             }
         }
+        if !o.features.is_empty() && backend != BackendKind::Kopano {
+            // Only Kopano has per-user features; ignored elsewhere, a pam_mapi service= line
+            // moved to another backend would silently stop restricting anyone.
+            return Err(ConfigError(format!(
+                "{}= (the Kopano feature check) is for backend=kopano only; {name} has no \
+                 per-user features: drop {}= from this line",
+                self.feature_key, self.feature_key
+            )));
+        }
         if o.query.is_some() && backend != BackendKind::Postfixadmin {
             return Err(ConfigError(format!(
                 "query= is for backend=postfixadmin, not {name}"
@@ -633,6 +645,23 @@ impl Builder {
         }
         Ok(self.opts)
     }
+}
+
+/// `query=` must bind the login with the DSN's engine's placeholder (`?` MySQL, `$1`
+/// PostgreSQL): the other engine's form would reach the server as a syntax error on every
+/// login, or (`?` on PostgreSQL, an operator there) as something else entirely.
+fn check_query_placeholder(query: &str, engine: crate::sql::Engine) -> Result<(), ConfigError> {
+    let (own, other, name) = match engine {
+        crate::sql::Engine::Mysql => ("?", "$1", "mysql://"),
+        crate::sql::Engine::Postgres => ("$1", "?", "postgresql://"),
+    };
+    if !query.contains(own) || query.contains(other) {
+        return Err(ConfigError(format!(
+            "query= must bind the login name with {own}, the placeholder of dsn={name} \
+             (and not {other})"
+        )));
+    }
+    Ok(())
 }
 
 fn flag(key: &str, value: Option<&str>) -> Result<bool, ConfigError> {
@@ -900,6 +929,28 @@ mod tests {
     }
 
     #[test]
+    fn features_are_refused_on_every_backend_but_kopano() {
+        let dsn = "dsn=mysql://u@127.0.0.1/pfa";
+        for line in [
+            &["backend=mailstore", "url=https://m.example.com/"][..],
+            &["backend=axigen", "url=https://m.example.com/"],
+            &["backend=james", "url=http://127.0.0.1:8000"],
+            &["backend=postfixadmin", dsn],
+        ] {
+            assert!(parse(line).is_ok(), "{line:?}");
+            for key in ["feature", "service"] {
+                let mut with = line.to_vec();
+                let feature = format!("{key}=imap");
+                with.push(&feature);
+                let e = parse(&with).unwrap_err();
+                assert!(e.0.starts_with(&format!("{key}= ")), "{e}");
+                assert!(e.0.contains("backend=kopano only"), "{e}");
+            }
+        }
+        assert!(parse(&["backend=kopano", "file=/x", "service=imap"]).is_ok());
+    }
+
+    #[test]
     fn postfixadmin_options() {
         let base = [
             "backend=postfixadmin",
@@ -917,12 +968,21 @@ mod tests {
         );
         assert!(with("weak_schemes=maybe").is_err());
         assert!(with("url=http://localhost/").is_err());
-        for good in [
-            "query=SELECT password, active FROM mailbox WHERE username = ?",
-            "query=select password, 1 FROM users WHERE email = $1",
-        ] {
-            assert!(with(good).is_ok(), "{good}");
-        }
+        assert!(with("query=select email, password, 1 FROM users WHERE email = $1").is_ok());
+        let mysql = |extra: &str| {
+            parse(&[
+                "backend=postfixadmin",
+                "dsn=mysql://pfa@127.0.0.1/postfixadmin",
+                extra,
+            ])
+        };
+        let q = "query=SELECT username, password, active FROM mailbox WHERE username = ?";
+        assert!(mysql(q).is_ok());
+        // The placeholder of the other engine: refused at configuration time.
+        let e = with(q).unwrap_err();
+        assert!(e.0.contains("$1") && e.0.contains("postgresql://"), "{e}");
+        let e = mysql("query=SELECT username, password, 1 FROM m WHERE username = $1").unwrap_err();
+        assert!(e.0.contains("with ?") && e.0.contains("mysql://"), "{e}");
         for bad in [
             "query=DELETE FROM mailbox WHERE username = ?",
             "query=SELECT password, active FROM mailbox WHERE username = ? OR name = ?",

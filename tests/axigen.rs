@@ -166,6 +166,86 @@ fn session_keys_without_the_success_body_are_a_refusal_and_still_logged_out() {
 }
 
 #[test]
+fn a_body_giving_a_key_twice_is_unavailable_and_the_next_url_is_asked() {
+    // `{ success: false, success: true, ... }` has no honest reading: not a yes (whichever
+    // value a lenient parser keeps) and not a no either (spec: duplicate or conflicting keys
+    // are PAM_AUTHINFO_UNAVAIL).
+    let conflicting = Axigen::new(&[(USER, PASSWORD)])
+        .body(Body::Conflicting)
+        .serve();
+    assert_eq!(
+        line(&conflicting, "timeout=3").auth(USER, PASSWORD),
+        PAM_AUTHINFO_UNAVAIL
+    );
+    assert_eq!(conflicting.live_sessions(), 0, "its session was logged out");
+    let (rc, _, _s) = against(
+        || {
+            Reply::status(
+                200,
+                "text/html",
+                "{ success: true, sessionKey: \"k\", success: false }",
+            )
+        },
+        "timeout=3",
+    );
+    assert_eq!(rc, PAM_AUTHINFO_UNAVAIL);
+    // Not a definite answer, so the next URL decides.
+    let good = server();
+    let svc = Service::module_line(&format!(
+        "backend=axigen url={} url={} timeout=3",
+        conflicting.url("/"),
+        good.url("/")
+    ));
+    assert_eq!(svc.auth(USER, PASSWORD), PAM_SUCCESS);
+    assert_eq!(good.logins(), 1);
+}
+
+#[test]
+fn the_success_body_without_the_303_and_its_keys_is_unavailable() {
+    // protocols.md: success is the 303, the _hmail cookie, the _h Location AND the body.
+    let stripped = Axigen::new(&[(USER, PASSWORD)])
+        .body(Body::WithoutKeys)
+        .serve();
+    for method in ["method=post", "method=get"] {
+        assert_eq!(
+            line(&stripped, &format!("timeout=3 {method}")).auth(USER, PASSWORD),
+            PAM_AUTHINFO_UNAVAIL,
+            "{method}"
+        );
+    }
+    let partial: [fn() -> Reply; 3] = [
+        // The keys and the body, but a 200.
+        || {
+            Reply::status(200, "text/html", "{ success: true, sessionKey: \"k\" }")
+                .with_header("Set-Cookie", "_hmail=c;Path=/")
+                .with_header("Location", "/?_h=u")
+        },
+        // The 303 and the body, without the Location's _h key.
+        || {
+            Reply::status(303, "text/html", "{ success: true, sessionKey: \"k\" }")
+                .with_header("Set-Cookie", "_hmail=c;Path=/")
+        },
+        // The 303 and the body, without the cookie.
+        || {
+            Reply::status(303, "text/html", "{ success: true, sessionKey: \"k\" }")
+                .with_header("Location", "/?_h=u")
+        },
+    ];
+    for (i, case) in partial.into_iter().enumerate() {
+        let (rc, _, _s) = against(case, "timeout=3");
+        assert_eq!(rc, PAM_AUTHINFO_UNAVAIL, "case {i}");
+    }
+    // The whole shape from the next URL is a yes.
+    let good = server();
+    let svc = Service::module_line(&format!(
+        "backend=axigen url={} url={} timeout=3",
+        stripped.url("/"),
+        good.url("/")
+    ));
+    assert_eq!(svc.auth(USER, PASSWORD), PAM_SUCCESS);
+}
+
+#[test]
 fn method_get_sends_the_sso_documents_exact_query() {
     let server = server();
     let svc = line(&server, "method=get");

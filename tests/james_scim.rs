@@ -51,6 +51,47 @@ fn james_with_a_wrong_token_is_unavailable_not_a_wrong_password() {
 }
 
 #[test]
+fn james_a_404_from_a_base_that_is_not_webadmin_is_unavailable_not_unknown() {
+    // A wrong url= answers 404 for every user: taken as "unknown", `account
+    // [user_unknown=ignore]` would wave everyone through. Webadmin sits at the root here; the
+    // admin wrote .../webadmin.
+    let server = james::serve(&[("alice@example.test", "pw")]);
+    let (svc, _d) = james_line(&server.url("/webadmin"), james::ADMIN_JWT);
+    for user in [
+        "alice@example.test",
+        "ghost@example.test",
+        "two@@example.test",
+    ] {
+        assert_eq!(
+            svc.start(user, None).acct_mgmt(),
+            PAM_AUTHINFO_UNAVAIL,
+            "{user}"
+        );
+    }
+    // Another web server altogether (404 for everything).
+    let other = support::http::Server::start(|_| Reply::status(404, "text/html", "Not Found"));
+    let (svc, _d) = james_line(&other.url("/"), james::ADMIN_JWT);
+    assert_eq!(
+        svc.start("ghost@example.test", None).acct_mgmt(),
+        PAM_AUTHINFO_UNAVAIL
+    );
+    // On the right base a 404 is an unknown user, and the base is confirmed once.
+    let (svc, _d) = james_line(&server.url("/"), james::ADMIN_JWT);
+    for _ in 0..3 {
+        assert_eq!(
+            svc.start("ghost@example.test", None).acct_mgmt(),
+            PAM_USER_UNKNOWN
+        );
+    }
+    let probes = server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path() == "/domains")
+        .count();
+    assert_eq!(probes, 1);
+}
+
+#[test]
 fn james_token_is_a_secret() {
     let svc = Service::module_line("backend=james url=http://127.0.0.1:9/ token=abc");
     assert_eq!(svc.auth("a", "b"), PAM_SERVICE_ERR);
@@ -289,6 +330,24 @@ fn scim_the_base_is_confirmed_once_and_serviceproviderconfig_never_asked() {
     assert!(requests
         .iter()
         .all(|r| !r.path().contains("ServiceProviderConfig")));
+}
+
+#[test]
+fn scim_a_body_giving_active_twice_is_unavailable() {
+    // serde_json keeps the last of `"active":false,"active":true`: that read "active".
+    let server = scim::ScimApi::at("/scim")
+        .duplicate_active("twice@example.test")
+        .mailbox("a@example.test", true)
+        .serve();
+    let url = server.url("/scim");
+    assert_eq!(
+        scim_account(&url, &scim_basic(), "twice@example.test"),
+        PAM_AUTHINFO_UNAVAIL
+    );
+    assert_eq!(
+        scim_account(&url, &scim_basic(), "a@example.test"),
+        PAM_SUCCESS
+    );
 }
 
 #[test]

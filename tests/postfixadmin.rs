@@ -515,6 +515,18 @@ fn query_override_reads_an_iredmail_schema() {
         assert_eq!(account(&l, u), PAM_PERM_DENIED, "{u}");
     }
     assert_eq!(l.svc.auth("' OR 1=1 -- ", PASSWORD), PAM_USER_UNKNOWN);
+    // The collation says these equal ok@ired.example (PAD SPACE, accents folded); the name the
+    // query returns says they are not, as for PostfixAdmin's own tables. ASCII case is the
+    // same name.
+    for variant in ["ok@ired.example ", "ok@iréd.example", "ök@ired.example"] {
+        assert_eq!(
+            l.svc.auth(variant, PASSWORD),
+            PAM_USER_UNKNOWN,
+            "{variant:?}"
+        );
+        assert_eq!(account(&l, variant), PAM_USER_UNKNOWN, "{variant:?}");
+    }
+    assert_eq!(l.svc.auth("OK@ired.example", PASSWORD), PAM_SUCCESS);
 }
 
 /// pam.d-examples/smtp-postfixadmin as written: auth and account through this backend.

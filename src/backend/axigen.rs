@@ -5,10 +5,12 @@
 //! the password stays out of URLs and access logs) or as the SSO document's exact GET query
 //! (`method=get`). Success is `303` with `Set-Cookie: _hmail=<cookie key>` and `Location:
 //! /?_h=<url key>` and, because the module sends `custom=ajax`, the body `{ success: true,
-//! sessionKey: "..." }` (unquoted keys, read by `jsobject`). The body decides: keys without
-//! it are a refusal (fail closed). The 303 is read, never followed. Failure is not
-//! documented: a normal (2xx or 303) answer without the success body is a refusal; 5xx,
-//! other statuses, timeouts and transport errors are "unavailable". Every login that was
+//! sessionKey: "..." }` (unquoted keys, read by `jsobject`). Only that whole shape is a yes:
+//! keys without the success body are a refusal, the success body without the 303 and both
+//! keys is no readable yes ("unavailable", next URL). The 303 is read, never followed.
+//! Failure is not documented: a normal (2xx or 303) answer that is not an object (the HTML
+//! login page) or says `success: false` is a refusal; an object with a key given twice,
+//! 5xx, other statuses, timeouts and transport errors are "unavailable". Every login that was
 //! handed session keys is logged out again (`action=logout`, `_h`, the `_hmail` cookie), so
 //! SMTP AUTH does not leave a WebMail session behind per message; a failed logout is a
 //! warning, not a different verdict.
@@ -108,16 +110,10 @@ impl<'a> Axigen<'a> {
         let body = read_capped(response, AUTH_BODY_CAP, deadline);
         let attempt = match &body {
             Err(why) => Attempt::NextUrl(why.clone()),
-            Ok(body) => Attempt::Answer(decide(body)),
+            Ok(body) => decide(status, keys.is_some(), body),
         };
-        match (&keys, &attempt) {
-            (Some(keys), _) => self.logout(client, &root_url, keys, deadline),
-            (None, Attempt::Answer(Verdict::Accepted)) => self.warn(format!(
-                "WebMail session on {} may be left open: the login answer carried no \
-                 _hmail cookie and _h key to log out with",
-                http::host_of(root)
-            )),
-            _ => {}
+        if let Some(keys) = &keys {
+            self.logout(client, &root_url, keys, deadline);
         }
         attempt
     }
@@ -259,15 +255,29 @@ impl Backend for Axigen<'_> {
     }
 }
 
-/// The verdict of a normal (2xx or 303) login answer: the body alone decides. The module
-/// always sends `custom=ajax`, and with it Axigen's success carries `{ success: true,
-/// sessionKey: "..." }`; session keys in the headers without that body (a failure page that
-/// still set a cookie, say) are not a yes. Whatever the verdict, a session the keys name is
-/// logged out by the caller.
-fn decide(body: &[u8]) -> Verdict {
+/// What a normal (2xx or 303) login answer means. The module always sends `custom=ajax`, and
+/// with it Axigen's success is the whole shape of protocols.md: `303`, the `_hmail` cookie
+/// and `_h` Location (`has_keys`), and the body `{ success: true, sessionKey: "..." }`. Keys
+/// without that body (a failure page that still set a cookie, say) are a refusal; the body
+/// without the 303 and the keys is not the answer Axigen gives, so it is no readable yes and
+/// the next URL is asked; so is a body with a key given twice. Whatever the outcome, a
+/// session the keys name is logged out by the caller.
+fn decide(status: StatusCode, has_keys: bool, body: &[u8]) -> Attempt {
     match parse_login_answer(body) {
-        Some(LoginAnswer::Success { .. }) => Verdict::Accepted,
-        Some(LoginAnswer::Failure) | None => Verdict::Refused,
+        LoginAnswer::Success { .. } if status == StatusCode::SEE_OTHER && has_keys => {
+            Attempt::Answer(Verdict::Accepted)
+        }
+        LoginAnswer::Success { .. } => Attempt::NextUrl(format!(
+            "HTTP {} with the success body but without the 303, _hmail cookie and _h \
+             Location of WebMail's login answer: not a readable yes (a proxy in between?)",
+            status.as_u16()
+        )),
+        LoginAnswer::Conflicting => Attempt::NextUrl(
+            "login answer gives a key twice (e.g. success: false and success: true): no \
+             honest reading"
+                .into(),
+        ),
+        LoginAnswer::NotSuccess => Attempt::Answer(Verdict::Refused),
     }
 }
 
@@ -354,25 +364,32 @@ pub fn rest_logout_url(login: &Url) -> Url {
     url
 }
 
-/// What a WebMail `custom=ajax` login body says, when it says something definite.
+/// What a WebMail `custom=ajax` login body says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginAnswer {
     /// `{ success: true, sessionKey: "<non-empty>" }`
     Success { session_key: String },
-    /// `{ success: false, ... }`
-    Failure,
+    /// Anything else that is not self-contradictory: `{ success: false, ... }`, the HTML login
+    /// page, an empty body, an object without the success shape (failure is undocumented).
+    NotSuccess,
+    /// An object with a key given twice (`{ success: false, success: true }`): no honest
+    /// reading, so neither a yes nor a no.
+    Conflicting,
 }
 
 /// Reads a WebMail login body: the document's `{ success: true, sessionKey: "..." }`
-/// (unquoted keys) or the same in strict JSON. `None` for anything else, HTML login pages
-/// included. Exposed for the fuzz targets.
-pub fn parse_login_answer(body: &[u8]) -> Option<LoginAnswer> {
-    let answer = jsobject::parse_object(body)?;
-    match answer.bool("success")? {
-        true => Some(LoginAnswer::Success {
-            session_key: answer.text("sessionKey")?.to_string(),
-        }),
-        false => Some(LoginAnswer::Failure),
+/// (unquoted keys) or the same in strict JSON is `Success`. Exposed for the fuzz targets.
+pub fn parse_login_answer(body: &[u8]) -> LoginAnswer {
+    let answer = match jsobject::read_object(body) {
+        Ok(answer) => answer,
+        Err(jsobject::Unreadable::DuplicateKey) => return LoginAnswer::Conflicting,
+        Err(jsobject::Unreadable::NotAnObject) => return LoginAnswer::NotSuccess,
+    };
+    match (answer.bool("success"), answer.text("sessionKey")) {
+        (Some(true), Some(key)) => LoginAnswer::Success {
+            session_key: key.to_string(),
+        },
+        _ => LoginAnswer::NotSuccess,
     }
 }
 
@@ -398,29 +415,29 @@ mod tests {
             parse_login_answer(
                 b"{ success: true, sessionKey: \"f2531832aba5b28a947b35dfe3481b54\" }"
             ),
-            Some(ok.clone())
+            ok.clone()
         );
         assert_eq!(
             parse_login_answer(
                 b"{\"success\":true,\"sessionKey\":\"f2531832aba5b28a947b35dfe3481b54\"}\r\n"
             ),
-            Some(ok.clone())
+            ok.clone()
         );
         assert_eq!(
             parse_login_answer(
                 b"\xef\xbb\xbf{\n success : true ,\n sessionKey : \"f2531832aba5b28a947b35dfe3481b54\",\n user: {\"name\": \"x\", tags: [1, -2.5e3, null]}\n}"
             ),
-            Some(ok)
+            ok
         );
         assert_eq!(
             parse_login_answer(b"{ success: false, errorCode: 5, errorMessage: \"Invalid\" }"),
-            Some(LoginAnswer::Failure)
+            LoginAnswer::NotSuccess
         );
         assert_eq!(
             parse_login_answer(b"{\"success\": true, \"sessionKey\": \"a\\\"b\\u00e9\"}"),
-            Some(LoginAnswer::Success {
+            LoginAnswer::Success {
                 session_key: "a\"b\u{e9}".into()
-            })
+            }
         );
     }
 
@@ -439,7 +456,6 @@ mod tests {
             b"{ success: true, sessionKey: \"k\", }",
             b"{ success: true, sessionKey: \"k\" } trailing",
             b"{ success: true sessionKey: \"k\" }",
-            b"{ success: false, success: true, sessionKey: \"k\" }",
             b"{ success: truefalse, sessionKey: \"k\" }",
             b"{ 1success: true, sessionKey: \"k\" }",
             b"{ success: true, sessionKey: \"k\\\" }",
@@ -452,7 +468,7 @@ mod tests {
         ] {
             assert_eq!(
                 parse_login_answer(bad),
-                None,
+                LoginAnswer::NotSuccess,
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
@@ -545,15 +561,29 @@ mod tests {
     fn the_body_decides_not_the_headers() {
         let body = b"{ success: true, sessionKey: \"s\" }";
         let page = b"<html><form>Invalid username or password</form></html>";
-        assert_eq!(decide(body), Verdict::Accepted);
-        assert_eq!(decide(b""), Verdict::Refused);
-        assert_eq!(decide(page), Verdict::Refused);
-        assert_eq!(decide(b"{ success: false }"), Verdict::Refused);
-        assert_eq!(decide(b"{ success: true }"), Verdict::Refused);
-        assert_eq!(
-            decide(b"{ success: false, success: true, sessionKey: \"s\" }"),
-            Verdict::Refused
-        );
+        let see_other = StatusCode::SEE_OTHER;
+        let yes = |a: Attempt| matches!(a, Attempt::Answer(Verdict::Accepted));
+        let no = |a: Attempt| matches!(a, Attempt::Answer(Verdict::Refused));
+        let unreadable = |a: Attempt| matches!(a, Attempt::NextUrl(_));
+        assert!(yes(decide(see_other, true, body)));
+        assert!(no(decide(see_other, true, b"")));
+        assert!(no(decide(see_other, true, page)));
+        assert!(no(decide(StatusCode::OK, false, page)));
+        assert!(no(decide(see_other, true, b"{ success: false }")));
+        assert!(no(decide(see_other, true, b"{ success: true }")));
+        // The success body is only a yes with the 303 and both keys.
+        assert!(unreadable(decide(StatusCode::OK, false, body)));
+        assert!(unreadable(decide(StatusCode::OK, true, body)));
+        assert!(unreadable(decide(see_other, false, body)));
+        // A key given twice is neither a yes nor a no, whichever value comes last.
+        for conflicting in [
+            &b"{ success: false, success: true, sessionKey: \"s\" }"[..],
+            b"{ success: true, sessionKey: \"s\", \"success\": false }",
+            b"{ success: true, sessionKey: \"s\", sessionKey: \"t\" }",
+        ] {
+            assert_eq!(parse_login_answer(conflicting), LoginAnswer::Conflicting);
+            assert!(unreadable(decide(see_other, true, conflicting)));
+        }
     }
 
     #[test]

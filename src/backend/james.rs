@@ -4,13 +4,18 @@
 //! and 401 otherwise (James does not tell unknown users apart, by design), and 400 for a name
 //! that is not a valid James user name (blank, over 255 characters, two `@`, empty local part,
 //! bad domain): users type those, so that is a refusal, not an outage. The account phase asks
-//! `HEAD /users/{user}`: 200 exists, 404 does not, 400 cannot exist.
+//! `HEAD /users/{user}`: 200 exists, 404 does not, 400 cannot exist. A 404 (or 400) is
+//! trusted as "unknown user" only from a base confirmed to be webadmin: `GET {base}/domains`
+//! answers 200 there (once per process and configuration, `confirmed`). A wrong `url=` would
+//! otherwise answer 404 for everyone, and `account [user_unknown=ignore]` would wave them all
+//! through; from an unconfirmed base it is "unavailable", naming the url to fix.
 //!
 //! Webadmin authenticates its callers in one of three ways, all served by the optional `token`
 //! (config file only), sent as `Authorization: Bearer <token>`: a JWT with `admin: true`; a
 //! static webadmin password (recent James accepts it as a Bearer credential as well as in a
 //! `Password:` header; a read-only password is refused on POST with 403); or nothing at all
 //! (no `token`, no header).
+use super::confirmed::Confirmation;
 use super::{Answer, Backend};
 use crate::http::{self, failover, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
 use crate::options::Options;
@@ -51,6 +56,43 @@ impl<'a> James<'a> {
         match response.status() {
             s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(token_refused(s)),
             status => Ok(status),
+        }
+    }
+
+    /// Whether `base` is James' webadmin: `GET {base}/domains` answers 200 there (the domain
+    /// list). `Err` says why not, naming the url to fix.
+    fn confirm_base(
+        &self,
+        client: &Client,
+        base: &str,
+        deadline: &Deadline,
+    ) -> Result<(), Attempt> {
+        let base = base.trim_end_matches('/');
+        let confirmation = Confirmation::of(
+            "james",
+            base,
+            &[self.opts.token.as_ref().map(Secret::expose)],
+        );
+        if confirmation.is_known() {
+            return Ok(());
+        }
+        let url = format!("{base}/domains");
+        let response = http::send(self.authorized(client.get(&url)), deadline)?;
+        let status = response.status();
+        // Drained, never kept: the domain list decides nothing here.
+        let _ = read_capped(response, AUTH_BODY_CAP, deadline);
+        match status {
+            StatusCode::OK => {
+                confirmation.remember();
+                Ok(())
+            }
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(token_refused(s)),
+            s => Err(Attempt::NextUrl(format!(
+                "url={base} is not confirmed to be James' webadmin ({url} answered HTTP {}, \
+                 webadmin answers 200), so its 404 cannot mean 'unknown user': fix url= \
+                 (webadmin's base, under which /users/ and /domains answer)",
+                s.as_u16()
+            ))),
         }
     }
 
@@ -129,7 +171,10 @@ impl Backend for James<'_> {
                 Ok(StatusCode::OK | StatusCode::NO_CONTENT) => Attempt::Answer(Verdict::Accepted),
                 // 400: not a valid James user name, so no such user can exist.
                 Ok(StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST) => {
-                    Attempt::Answer(Verdict::UnknownUser)
+                    match self.confirm_base(client, base, deadline) {
+                        Ok(()) => Attempt::Answer(Verdict::UnknownUser),
+                        Err(attempt) => attempt,
+                    }
                 }
                 Ok(status) => unexpected(status),
                 Err(attempt) => attempt,

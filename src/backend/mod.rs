@@ -5,6 +5,7 @@ use crate::secret::Secret;
 use crate::verdict::Verdict;
 
 pub mod axigen;
+mod confirmed;
 pub mod james;
 pub mod kopano;
 pub mod mailstore;

@@ -21,32 +21,18 @@
 //! ends as 401, like wrong credentials: unavailable. SCIM bodies are never logged:
 //! `meta.location` echoes the caller's Basic credentials.
 
+use super::confirmed::Confirmation;
 use super::{Answer, Backend};
 use crate::http::{self, failover, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
-use once_cell::sync::Lazy;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::StatusCode;
-use sha2::{Digest, Sha256};
-use std::collections::HashSet;
-use std::sync::Mutex;
 
 /// The endpoints that answer 200 on the right base; tried in this order.
 const PROBES: [&str; 2] = ["ResourceTypes", "Schemas"];
-
-/// Confirmations kept at most; a host has a handful of configurations.
-const CONFIRMED_MAX: usize = 256;
-
-/// A confirmation: (process id, digest of base URL and credentials). The pid makes a forked
-/// child confirm for itself; the credentials are in the digest because the probe's 200
-/// depends on them.
-type Confirmation = (u32, [u8; 32]);
-
-/// Every base confirmed to be the SCIM API.
-static CONFIRMED: Lazy<Mutex<HashSet<Confirmation>>> = Lazy::new(|| Mutex::new(HashSet::new()));
 
 pub struct Scim<'a> {
     opts: &'a Options,
@@ -71,42 +57,23 @@ impl<'a> Scim<'a> {
         }
     }
 
-    fn confirmation_key(&self, base: &str) -> Confirmation {
-        let mut h = Sha256::new();
-        h.update(base.as_bytes());
-        for part in [
-            self.opts.token.as_ref().map(Secret::expose),
-            self.opts.http_user.as_deref(),
-            self.opts.http_password.as_ref().map(Secret::expose),
-        ] {
-            h.update([0]);
-            h.update(part.unwrap_or("").as_bytes());
-        }
-        let mut digest = [0u8; 32];
-        digest.copy_from_slice(&h.finalize());
-        (std::process::id(), digest)
-    }
-
-    fn is_confirmed(&self, base: &str) -> bool {
-        let key = self.confirmation_key(base);
-        // Without the lock (crate::lock) the base is simply confirmed again.
-        crate::lock::lock_briefly(&CONFIRMED).is_some_and(|set| set.contains(&key))
-    }
-
-    fn remember_confirmed(&self, base: &str) {
-        let key = self.confirmation_key(base);
-        if let Some(mut set) = crate::lock::lock_briefly(&CONFIRMED) {
-            if set.len() >= CONFIRMED_MAX {
-                set.clear();
-            }
-            set.insert(key);
-        }
+    fn confirmation(&self, base: &str) -> Confirmation {
+        Confirmation::of(
+            "scim",
+            base,
+            &[
+                self.opts.token.as_ref().map(Secret::expose),
+                self.opts.http_user.as_deref(),
+                self.opts.http_password.as_ref().map(Secret::expose),
+            ],
+        )
     }
 
     /// Whether `base` is the SCIM API: one of its discovery endpoints answers 200. `Err` says
     /// why not (or why it could not be told), for the log line.
     fn confirm_base(&self, client: &Client, base: &str, deadline: &Deadline) -> Result<(), String> {
-        if self.is_confirmed(base) {
+        let confirmation = self.confirmation(base);
+        if confirmation.is_known() {
             return Ok(());
         }
         let mut seen = Vec::new();
@@ -122,7 +89,7 @@ impl<'a> Scim<'a> {
             let _ = read_capped(response, AUTH_BODY_CAP, deadline);
             match status {
                 StatusCode::OK => {
-                    self.remember_confirmed(base);
+                    confirmation.remember();
                     return Ok(());
                 }
                 s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
@@ -162,10 +129,11 @@ impl<'a> Scim<'a> {
     }
 }
 
-/// `Some(active)` for a SCIM user resource with a boolean `active`, else `None`.
+/// `Some(active)` for a SCIM user resource with a boolean `active`, else `None`. Read with
+/// the shared strict reader: a key given twice (`{"active":false,"active":true}`) is no
+/// answer, where serde_json would keep the last value.
 pub fn parse_active(body: &[u8]) -> Option<bool> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value.get("active")?.as_bool()
+    crate::jsobject::parse_object(body)?.bool("active")
 }
 
 fn credentials_refused(status: StatusCode) -> String {
@@ -234,5 +202,10 @@ mod tests {
         assert_eq!(parse_active(br#"{"active":false}"#), Some(false));
         assert_eq!(parse_active(br#"{"active":"true"}"#), None);
         assert_eq!(parse_active(b"<html>"), None);
+        assert_eq!(parse_active(br#"{"active":false,"active":true}"#), None);
+        assert_eq!(
+            parse_active(br#"{"active":true,"meta":{"a":1,"a":2}}"#),
+            None
+        );
     }
 }

@@ -26,6 +26,14 @@ pub enum Body {
     /// No body: the 303 and its headers only. Not what Axigen answers to `custom=ajax`
     /// (protocols.md, "What the real servers do"): for the test that keys alone are no yes.
     HeadersOnly,
+    /// The 303 and its keys, with a body that gives `success` twice (`{ success: false,
+    /// success: true, sessionKey: "..." }`). Not Axigen's answer: for the test that a body
+    /// without an honest reading is neither a yes nor a no.
+    Conflicting,
+    /// The document's success body in a `200` without the cookie and Location (what a
+    /// proxy that swallows the 303 would pass on). Not Axigen's answer: for the test that
+    /// only the whole success shape is a yes. The session it opens cannot be closed.
+    WithoutKeys,
 }
 
 #[derive(Default)]
@@ -141,6 +149,16 @@ impl Axigen {
             (Body::Document, true) => format!("{{ success: true, sessionKey: \"{session_key}\" }}"),
             (Body::Strict, true) => {
                 format!("{{\"success\": true, \"sessionKey\": \"{session_key}\"}}")
+            }
+            (Body::Conflicting, true) => {
+                format!("{{ success: false, success: true, sessionKey: \"{session_key}\" }}")
+            }
+            (Body::WithoutKeys, true) => {
+                return Reply::status(
+                    200,
+                    "text/html; charset=utf-8",
+                    format!("{{ success: true, sessionKey: \"{session_key}\" }}"),
+                );
             }
             _ => String::new(),
         };

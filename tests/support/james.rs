@@ -5,6 +5,8 @@
 //!   unknown user, `400` for a name James rejects (blank, over 255 characters, two `@`, empty
 //!   local part, bad domain) or a bad payload. `HEAD /users/{u}`: `200` / `404` / `400`. The
 //!   path segment is percent-decoded once.
+//! - `GET /domains` (DomainsRoutes): `200` with the JSON list of the server's domains; the
+//!   module asks it once to confirm a base is webadmin before it trusts a 404 for a user.
 //! - Authentication runs before the routes: in JWT mode `Authorization: Bearer <jwt>` with a
 //!   non-empty `sub` and `admin: true`; with a static password (recent James) a `Password:`
 //!   header or `Authorization: Bearer <password>`, and a read-only password gets `403` on
@@ -95,6 +97,12 @@ pub fn serve_with(auth: Auth, users: &[(&str, &str)]) -> Server {
             return Reply::status(403, "text/plain;charset=utf-8", "Forbidden");
         }
         let path = req.path();
+        if path == "/domains" {
+            return match req.method.as_str() {
+                "GET" => Reply::status(200, "application/json", domains_json(&users)),
+                _ => Reply::status(405, "text/plain", ""),
+            };
+        }
         let Some(rest) = path.strip_prefix("/users/") else {
             return Reply::status(404, "text/plain", "");
         };
@@ -140,6 +148,20 @@ pub fn serve_with(auth: Auth, users: &[(&str, &str)]) -> Server {
             _ => Reply::status(405, "text/plain", ""),
         }
     })
+}
+
+/// `GET /domains`: the domains of the users (James lists its configured domains, which
+/// include every user's domain), as a JSON array of strings.
+fn domains_json(users: &HashMap<String, String>) -> String {
+    let mut domains: Vec<&str> = users
+        .keys()
+        .filter_map(|u| u.split_once('@'))
+        .map(|(_, d)| d)
+        .collect();
+    domains.push("localhost");
+    domains.sort();
+    domains.dedup();
+    serde_json::to_string(&domains).unwrap()
 }
 
 /// JWT mode, as the seed's TMail deployment runs it.

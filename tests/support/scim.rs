@@ -44,6 +44,8 @@ pub struct ScimApi {
     /// address → (active, alias delivers to itself)
     mailboxes: HashMap<String, (bool, bool)>,
     db: Db,
+    /// Addresses whose 200 body gives `active` twice (`"active":false,"active":true`).
+    duplicate_active: Vec<String>,
 }
 
 impl ScimApi {
@@ -63,6 +65,15 @@ impl ScimApi {
     /// A mailbox whose alias row forwards elsewhere and does not deliver to itself.
     pub fn forward_only(mut self, address: &str) -> Self {
         self.mailboxes.insert(address.into(), (true, false));
+        self
+    }
+
+    /// An active mailbox whose 200 body gives `active` twice, `false` then `true`. Not what
+    /// the API writes (PHP's json_encode cannot repeat a key): what a proxy or another SCIM
+    /// server might, for the test that such a body is no answer.
+    pub fn duplicate_active(mut self, address: &str) -> Self {
+        self.mailboxes.insert(address.into(), (true, true));
+        self.duplicate_active.push(address.into());
         self
     }
 
@@ -153,19 +164,19 @@ impl ScimApi {
                     None => String::new(),
                 };
                 let host = req.header("host").unwrap_or("localhost");
-                Reply::status(
-                    200,
-                    "application/scim+json",
-                    serde_json::json!({
-                        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                        "id": id, "userName": id, "active": active,
-                        "meta": {
-                            "resourceType": "User",
-                            "location": format!("http://{userinfo}{host}{}/Users/{raw}", self.base),
-                        }
-                    })
-                    .to_string(),
-                )
+                let mut body = serde_json::json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "id": id, "userName": id, "active": active,
+                    "meta": {
+                        "resourceType": "User",
+                        "location": format!("http://{userinfo}{host}{}/Users/{raw}", self.base),
+                    }
+                })
+                .to_string();
+                if self.duplicate_active.contains(&id) {
+                    body = body.replacen("\"active\":true", "\"active\":false,\"active\":true", 1);
+                }
+                Reply::status(200, "application/scim+json", body)
             }
             _ => not_found(),
         }

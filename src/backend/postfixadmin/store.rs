@@ -82,7 +82,7 @@ impl MailboxStore for Database<'_> {
                     postgres: Some(own),
                 };
                 let rows = sql::query(self.opts, dsn, deadline, query, &params, MAX_ROWS)?;
-                own_row(&rows)
+                own_row(login, &rows)
             }
         }
     }
@@ -107,14 +107,20 @@ fn flag(row: &Row, i: usize, what: &str) -> Result<bool, Verdict> {
     }
 }
 
-/// The default lookup's rows: the one mailbox whose username is the login, or none.
-fn default_row(login: &str, rows: &[Row]) -> Result<Option<Mailbox>, Verdict> {
-    let same: Vec<&Row> = rows
-        .iter()
+/// The rows whose first column (the username) is the login, ASCII case aside: what the
+/// collation alone made equal (trailing spaces under PAD SPACE, accents folded) is another
+/// name, not this mailbox.
+fn named<'r>(login: &str, rows: &'r [Row]) -> Vec<&'r Row> {
+    rows.iter()
         .filter(|row| {
             matches!(row.text(0), Some(Some(name)) if name.eq_ignore_ascii_case(login.as_bytes()))
         })
-        .collect();
+        .collect()
+}
+
+/// The default lookup's rows: the one mailbox whose username is the login, or none.
+fn default_row(login: &str, rows: &[Row]) -> Result<Option<Mailbox>, Verdict> {
+    let same = named(login, rows);
     let row = match same.as_slice() {
         [] => return Ok(None),
         [row] => *row,
@@ -135,19 +141,25 @@ fn default_row(login: &str, rows: &[Row]) -> Result<Option<Mailbox>, Verdict> {
     }))
 }
 
-/// The rows of the admin's `query=`: columns (password, active[, password expired]).
-fn own_row(rows: &[Row]) -> Result<Option<Mailbox>, Verdict> {
+/// The rows of the admin's `query=`: columns (username, password, active[, password
+/// expired]). The username is compared with the login as in [`default_row`].
+fn own_row(login: &str, rows: &[Row]) -> Result<Option<Mailbox>, Verdict> {
     let own = |what: &str| {
         Verdict::Unavailable(format!(
-            "query= {what}; it must return one row of (password, active[, expired]) per login"
+            "query= {what}; it must return one row of (username, password, active[, expired]) \
+             per login"
         ))
     };
-    let row = match rows {
+    if rows.iter().any(|row| !matches!(row.text(0), Some(Some(_)))) {
+        return Err(own("returned a NULL or non-text username in column 1"));
+    }
+    let same = named(login, rows);
+    let row = match same.as_slice() {
         [] => return Ok(None),
-        [row] => row,
+        [row] => *row,
         _ => return Err(own("returned more than one row for this login")),
     };
-    let password = match row.text(0) {
+    let password = match row.text(1) {
         Some(Some(p)) => Secret::new(String::from_utf8_lossy(p).into_owned()),
         _ => return Err(own("returned a NULL or non-text password")),
     };
@@ -155,10 +167,10 @@ fn own_row(rows: &[Row]) -> Result<Option<Mailbox>, Verdict> {
         Some(n) => Ok(n != 0),
         None => Err(own(&format!("column {} is not an integer", i + 1))),
     };
-    let active = truth(1)?;
-    let expired = if row.0.len() > 2 { truth(2)? } else { false };
-    if row.0.len() > 3 {
-        return Err(own("returned more than three columns"));
+    let active = truth(2)?;
+    let expired = if row.0.len() > 3 { truth(3)? } else { false };
+    if row.0.len() > 4 {
+        return Err(own("returned more than four columns"));
     }
     Ok(Some(Mailbox {
         password,
