@@ -196,6 +196,8 @@ pub(super) async fn run_query(
                 "more than {max_rows} rows for one login: does dsn= name the right database?"
             )));
         }
+        // mysql_async's Row::unwrap hands over the values; it panics only for a column taken
+        // with Row::take before, and none is.
         let row = row
             .unwrap()
             .into_iter()
