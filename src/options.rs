@@ -178,6 +178,8 @@ struct Builder {
     url_from: Option<Origin>,
     /// The key that set the required features: `feature`, or pam_mapi's `service`.
     feature_key: &'static str,
+    /// pam_mapi's `socket=` was given: a copied pam_mapi line needs no `backend=`.
+    pam_mapi_socket: bool,
     opts: Options,
 }
 
@@ -259,6 +261,7 @@ impl Options {
             backend: None,
             url_from: None,
             feature_key: "feature",
+            pam_mapi_socket: false,
             opts: Options::default(),
         };
         if let Some((path, text, other_readable)) = file {
@@ -465,6 +468,7 @@ impl Builder {
                 // https://..., or file:///var/run/kopano/server.sock. A copied line must work:
                 // http(s) URLs are url=, anything else the unix socket's path.
                 let v = need("http://localhost:236/kopano")?;
+                self.pam_mapi_socket = true;
                 if v.starts_with("http://") || v.starts_with("https://") {
                     return self.push_url(v, origin);
                 }
@@ -523,11 +527,23 @@ impl Builder {
 
     /// Checks that the backend has what it needs and nothing contradictory.
     fn finish(mut self) -> Result<Options, ConfigError> {
-        let backend = self.backend.ok_or_else(|| {
-            ConfigError(
-                "no backend= given (mailstore, axigen, kopano, james, scim or postfixadmin)".into(),
-            )
-        })?;
+        // socket= is pam_mapi's, and pam_mapi spoke to Kopano only: a line copied from a
+        // pam_mapi stack, with only the module's name changed, is a Kopano line.
+        let backend =
+            match self.backend {
+                Some(b) => b,
+                None if self.pam_mapi_socket => BackendKind::Kopano,
+                None => return Err(ConfigError(
+                    "no backend= given (mailstore, axigen, kopano, james, scim or postfixadmin)"
+                        .into(),
+                )),
+            };
+        if self.pam_mapi_socket && backend != BackendKind::Kopano {
+            return Err(ConfigError(format!(
+                "socket= is for backend=kopano (pam_mapi's option), not {}",
+                backend.name()
+            )));
+        }
         let o = &mut self.opts;
         o.backend = backend;
         let name = backend.name();
@@ -912,6 +928,17 @@ mod tests {
         assert!(parse(&["backend=kopano", "socket=http://a:236/", "file=/x"]).is_err());
         let e = parse(&["backend=kopano"]).unwrap_err();
         assert!(e.0.contains("socket=http://localhost:236/kopano"), "{e}");
+    }
+
+    #[test]
+    fn a_pam_mapi_line_needs_no_backend() {
+        let o = parsed(&["socket=http://localhost:236/kopano", "try_first_pass"]);
+        assert_eq!(o.backend, BackendKind::Kopano);
+        assert_eq!(o.urls, vec!["http://localhost:236/kopano".to_string()]);
+        let o = parsed(&["socket=file:///var/run/kopano/server.sock"]);
+        assert_eq!(o.backend, BackendKind::Kopano);
+        assert!(parse(&["backend=mailstore", "socket=http://localhost:236/kopano"]).is_err());
+        assert!(parse(&["try_first_pass"]).is_err());
     }
 
     #[test]
