@@ -263,8 +263,38 @@ impl Parser<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// An object of every kind of member the vendors send: the seed of the mutation tests.
+    pub(crate) const SEED: &[u8] =
+        b"{ success: true, sessionKey: \"f25\\u00e9\", n: [-0.5e+3, {a: null}] }";
+
+    /// Calls `f` with 20,000 deterministic mutations of `seed` (bytes changed, removed, cut):
+    /// for the parsers' "never panics" tests.
+    pub(crate) fn for_mutations_of(seed: &[u8], mut f: impl FnMut(&[u8])) {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let mut input = seed.to_vec();
+            for _ in 0..3 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = (state % input.len() as u64) as usize;
+                match state % 3 {
+                    0 => input[at] = (state >> 24) as u8,
+                    1 => {
+                        input.remove(at);
+                    }
+                    _ => input.truncate(at),
+                }
+                if input.is_empty() {
+                    break;
+                }
+            }
+            f(&input);
+        }
+    }
 
     #[test]
     fn unquoted_and_quoted_keys() {
@@ -331,27 +361,8 @@ mod tests {
     fn deep_or_random_input_never_panics() {
         let deep = "[".repeat(100_000);
         assert_eq!(parse_object(format!("{{a:{deep}}}").as_bytes()), None);
-        let seed = b"{ success: true, sessionKey: \"f25\\u00e9\", n: [-0.5e+3, {a: null}] }";
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        for _ in 0..20_000 {
-            let mut input = seed.to_vec();
-            for _ in 0..3 {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let at = (state % input.len() as u64) as usize;
-                match state % 3 {
-                    0 => input[at] = (state >> 24) as u8,
-                    1 => {
-                        input.remove(at);
-                    }
-                    _ => input.truncate(at),
-                }
-                if input.is_empty() {
-                    break;
-                }
-            }
-            let _ = parse_object(&input);
-        }
+        for_mutations_of(SEED, |input| {
+            let _ = parse_object(input);
+        });
     }
 }
