@@ -25,8 +25,10 @@ ensure_packages() {
   chmod 755 "$policy"
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   local status=0
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+  # A fresh machine may still be running its own apt at boot: wait for the lock, don't fail.
+  local wait=(-o DPkg::Lock::Timeout=600)
+  DEBIAN_FRONTEND=noninteractive apt-get "${wait[@]}" update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get "${wait[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
     status=$?
   if [ -n "$saved" ]; then
     mv "$saved" "$policy"

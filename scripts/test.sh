@@ -31,6 +31,12 @@ cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
 
 echo "== tests"
+# Files the tests create stand for an admin's files: the module's ownership and mode checks
+# (config=, cafile=, hash files) judge them, so they are made as with Debian's default umask.
+umask 022
+# A test that checks the module's panic containment panics on purpose; with backtraces each
+# panic fills a screen, and the CI log keeps only a part of the output.
+export RUST_BACKTRACE=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
@@ -40,4 +46,9 @@ set -e
 # One closing line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+if [ "$status" != 0 ]; then
+  # Repeated at the end, where a shortened log still shows it: each failure's first lines.
+  echo "== failures, first lines of each"
+  awk '/^---- .* ----$/ { n = 30 } n > 0 { print; n-- }' "$log" | head -n 400
+fi
 exit "$status"

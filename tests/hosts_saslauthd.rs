@@ -92,7 +92,7 @@ fn hundreds_of_sequential_authentications_are_answered_exactly() {
             daemon.check(user, password),
             expected,
             "request {i}: {user}\n{}",
-            daemon.log()
+            daemon.log_tail()
         );
     }
     daemon.assert_alive();
@@ -140,7 +140,7 @@ fn load_four_workers_eight_parallel_clients_eight_hundred_mixed_requests() {
         wrong.len(),
         clients * per_client,
         &wrong[..wrong.len().min(5)],
-        daemon.log()
+        daemon.log_tail()
     );
     daemon.assert_alive();
     assert_eq!(server.count(), clients * per_client);

@@ -115,6 +115,11 @@ fn start(tls: Option<(TlsSetup, CertFiles)>) -> MariaDb {
     let _ = SERVER_DIRS[slot].set(dir.clone());
     unsafe { libc::atexit(stop_at_exit) };
     let data = dir.join("data");
+    // A temp directory of its own: two servers bootstrapping at once in a shared /tmp (one
+    // test process and one inside a private network namespace) collide on their temporary
+    // tables' names ("Could not remove temporary table '/tmp/#sql-temptable-...'").
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
     let out = Command::new("mariadb-install-db")
         .args([
             "--no-defaults",
@@ -123,6 +128,7 @@ fn start(tls: Option<(TlsSetup, CertFiles)>) -> MariaDb {
             "--auth-root-authentication-method=socket",
         ])
         .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .stdin(Stdio::null())
         .output()
         .expect("mariadb-install-db (apt-get install mariadb-server)");
@@ -148,6 +154,7 @@ fn start(tls: Option<(TlsSetup, CertFiles)>) -> MariaDb {
             .arg("--require-secure-transport=ON");
     }
     cmd.arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .arg(format!("--socket={}", socket.display()))
         .arg(format!("--port={port}"))
         .arg(format!("--pid-file={}", dir.join("pid").display()))

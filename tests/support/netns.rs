@@ -32,8 +32,20 @@ pub fn in_private_net(name: &str) -> bool {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("1 passed"),
-        "{name} inside a private network namespace failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{name} inside a private network namespace failed ({}):\n{}\n{}",
+        out.status,
+        indented(&stdout),
+        indented(&String::from_utf8_lossy(&out.stderr))
     );
     false
+}
+
+/// The inner run's output, set off from the outer's (and so not counted twice by
+/// scripts/test.sh's tally of "test result:" lines).
+fn indented(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

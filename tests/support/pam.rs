@@ -273,6 +273,9 @@ impl TempDir {
         ));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
+        // Whatever the umask: the module refuses files under a directory others can change.
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(&p, mode).unwrap();
         TempDir(p)
     }
 

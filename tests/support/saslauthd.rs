@@ -132,6 +132,29 @@ impl Saslauthd {
         std::fs::read_to_string(self.run.path().join("log")).unwrap_or_default()
     }
 
+    /// The log in short, for failure messages (a failing run's whole debug log would bury the
+    /// message that says what went wrong): the module's first lines, where a problem first
+    /// shows, and the log's last lines.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let module: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.contains("pam_mailauth"))
+            .take(15)
+            .collect();
+        let from = lines.len().saturating_sub(25);
+        format!(
+            "(saslauthd log: {} lines; the module's first {}:)\n{}\n(the last {}:)\n{}",
+            lines.len(),
+            module.len(),
+            module.join("\n"),
+            lines.len() - from,
+            lines[from..].join("\n")
+        )
+    }
+
     /// One request through `testsaslauthd` for service `smtp`.
     pub fn answer(&self, user: &str, password: &str) -> Answer {
         self.ask("smtp", user, password, None)
@@ -183,7 +206,7 @@ impl Saslauthd {
         match self.answer(user, password) {
             Answer::Ok => true,
             Answer::No => false,
-            Answer::Other(why) => panic!("saslauthd gave no answer: {why}\n{}", self.log()),
+            Answer::Other(why) => panic!("saslauthd gave no answer: {why}\n{}", self.log_tail()),
         }
     }
 
@@ -192,14 +215,14 @@ impl Saslauthd {
         assert!(
             matches!(self.child.try_wait(), Ok(None)),
             "saslauthd master exited:\n{}",
-            self.log()
+            self.log_tail()
         );
         let now = live_group(self.pgid);
         assert_eq!(
             now,
             self.processes,
             "saslauthd processes changed (a worker died?):\n{}",
-            self.log()
+            self.log_tail()
         );
         assert!(
             UnixStream::connect(self.socket()).is_ok(),

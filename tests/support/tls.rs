@@ -18,6 +18,17 @@ pub struct CertFiles {
     pub key: PathBuf,
 }
 
+impl CertFiles {
+    /// Modes as an admin's certificate files have them, whatever the umask the tests run
+    /// under: the module refuses a `cafile=` that others can change.
+    fn as_an_admin_installs_it(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+        mode(&self.cert, 0o644).unwrap();
+        mode(&self.key, 0o600).unwrap();
+    }
+}
+
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)
@@ -76,6 +87,7 @@ impl Pki {
             args.extend(["-addext", san.as_str()]);
         }
         openssl(self.dir.path(), &args);
+        f.as_an_admin_installs_it();
         f
     }
 
@@ -125,6 +137,7 @@ impl Pki {
                 cert,
             ],
         );
+        f.as_an_admin_installs_it();
         f
     }
 }
