@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/ensure-packages.sh
-PACKAGES=(libpam0g-dev libssl-dev pkg-config libpam-wrapper sasl2-bin apache2
+PACKAGES=(libpam0g-dev libssl-dev pkg-config gcc sasl2-bin apache2
           libapache2-mod-authnz-pam mariadb-server binutils curl openssl
           postfix libsasl2-modules dovecot-core dovecot-imapd
           dpkg-dev lintian man-db groff rpm rpmlint postgresql iproute2

@@ -83,7 +83,12 @@ fn basic_auth_through(mpm: Mpm) {
     // Every check reached the backend, from a www-data child, with the endpoint's credentials
     // read from the root:www-data 0640 file.
     let requests = server.requests();
-    assert_eq!(requests.len(), expected_requests);
+    assert_eq!(
+        requests.len(),
+        expected_requests,
+        "checks that reached the backend\n{}",
+        httpd.logs()
+    );
     assert!(requests
         .iter()
         .all(|r| r.basic_auth() == Some(("pam@example.test".into(), "Endp0int secret".into()))));

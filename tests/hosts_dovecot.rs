@@ -1,5 +1,5 @@
 //! IMAP logins as mail admins deploy them: a private Dovecot 2.3 whose auth worker runs
-//! `passdb { driver = pam args = session=yes imap }` under pam_wrapper with
+//! `passdb { driver = pam args = session=yes imap }` with
 //! pam.d-examples/imap as written (module path and MailStore URL replaced), against a
 //! MailStore fake that records every name it is asked about. One Dovecot per run (CI time).
 //!

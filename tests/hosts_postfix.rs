@@ -1,5 +1,5 @@
 //! SMTP AUTH as mail admins deploy it: a private Postfix whose smtpd hands AUTH PLAIN/LOGIN to
-//! Cyrus SASL, which asks saslauthd (`-a pam`, under pam_wrapper), which runs
+//! Cyrus SASL, which asks saslauthd (`-a pam`), which runs
 //! pam.d-examples/smtp with the built module against a MailStore fake that records every name
 //! it is asked about. One Postfix and two saslauthds per run (CI time). smtpd listeners:
 //!
@@ -89,7 +89,7 @@ fn smtp_auth_through_postfix_cyrus_sasl_and_saslauthd() {
     let as_is = Example::load("smtp")
         .mailstore(&backend.url(PATH))
         .with("index.php\n", "index.php timeout=2 offline_interval=0\n");
-    let syslog = [("PAM_WRAPPER_USE_SYSLOG", "1")];
+    let syslog = [(support::confdir::USE_SYSLOG, "1")];
     let saslauthd = |realm| {
         Saslauthd::start_with_env(
             Setup {

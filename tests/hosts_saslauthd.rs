@@ -1,5 +1,5 @@
 //! The module inside a real saslauthd (`-a pam`, the SMTP AUTH path of Postfix and Sendmail),
-//! run under pam_wrapper with the service files from pam.d-examples/, asked through the real
+//! run with the service files from pam.d-examples/, asked through the real
 //! `testsaslauthd` client. saslauthd loads and unloads the module for every request and calls
 //! pam_acct_mgmt after every successful pam_authenticate.
 

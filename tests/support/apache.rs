@@ -1,4 +1,4 @@
-//! A real Apache httpd with mod_authnz_pam under pam_wrapper (testing.md §3): a private
+//! A real Apache httpd with mod_authnz_pam reading the test's PAM services (testing.md §3, confdir.rs): a private
 //! server root, a free port, children running as www-data, `-D FOREGROUND` in its own
 //! process group, which is killed when the value is dropped.
 
@@ -131,9 +131,7 @@ DocumentRoot "{root}/htdocs"
             .arg("-f")
             .arg(r.join("httpd.conf"))
             .args(["-D", "FOREGROUND"])
-            .env("LD_PRELOAD", "libpam_wrapper.so")
-            .env("PAM_WRAPPER", "1")
-            .env("PAM_WRAPPER_SERVICE_DIR", r.join("services"))
+            .envs(super::confdir::env(&r.join("services")))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(r.join("stderr.log")).unwrap());

@@ -1,16 +1,14 @@
 //! A private Dovecot 2.3 (testing.md §8): `dovecot -F -c FILE` in its own session, IMAP on a
-//! free loopback port, `passdb { driver = pam }` with pam_wrapper loaded into its auth
-//! workers only (a wrapper script as their `executable`: every process pam_wrapper is loaded
-//! into takes one of the few /tmp/pam.? directories the whole machine shares), the per-IP
-//! auth penalty off (every test client is 127.0.0.1) and
+//! free loopback port, `passdb { driver = pam }` whose auth workers read the test's PAM
+//! services (a wrapper script as their `executable` preloads confdir.rs' library: Dovecot
+//! clears the environment of the processes it starts), the per-IP auth penalty off (every test client is 127.0.0.1) and
 //! `auth_username_chars` empty (UTF-8 names). Also a raw IMAP client (LOGIN and
 //! AUTHENTICATE PLAIN).
 
 use super::pam::TempDir;
 use super::postfix::free_port;
-use super::saslauthd::{live_group, remove_pam_wrapper_dirs};
+use super::saslauthd::live_group;
 use base64::Engine;
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
@@ -47,7 +45,7 @@ impl Answer {
 }
 
 impl Dovecot {
-    /// Dovecot with PAM service `service` (`pam_text` in pam_wrapper's service directory) and
+    /// Dovecot with PAM service `service` (`pam_text` in the test's service directory) and
     /// `passdb { driver = pam args = <passdb_args> }`.
     pub fn start(service: &str, pam_text: &str, passdb_args: &str) -> Dovecot {
         let services = TempDir::new("dovecot-svc");
@@ -69,11 +67,13 @@ impl Dovecot {
             &worker,
             format!(
                 "#!/bin/sh\n\
-                 # Dovecot's auth worker under pam_wrapper; the module's pam_syslog lines go to\n\
-                 # /dev/log (a capture), not to the worker's stderr.\n\
-                 LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR='{}' \\\n\
-                 PAM_WRAPPER_USE_SYSLOG=1 exec /usr/lib/dovecot/auth \"$@\"\n",
-                services.path().display()
+                 # Dovecot's auth worker reading the test's PAM services (confdir.rs); the\n\
+                 # module's pam_syslog lines go to /dev/log (a capture), not to its stderr.\n\
+                 LD_PRELOAD='{}' {}='{}' {}=1 exec /usr/lib/dovecot/auth \"$@\"\n",
+                super::confdir::preload().display(),
+                super::confdir::CONFDIR,
+                services.path().display(),
+                super::confdir::USE_SYSLOG
             ),
         )
         .unwrap();
@@ -233,19 +233,16 @@ impl Dovecot {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        let mut ours: BTreeSet<i32> = live_group(self.pgid);
         unsafe { libc::kill(-self.pgid, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(5);
         while !live_group(self.pgid).is_empty() && Instant::now() < deadline {
             let _ = self.child.try_wait();
-            ours.extend(live_group(self.pgid));
             std::thread::sleep(Duration::from_millis(20));
         }
         if !live_group(self.pgid).is_empty() {
             unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
         }
         let _ = self.child.wait();
-        remove_pam_wrapper_dirs(&ours);
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod apache;
 pub mod axigen;
+pub mod confdir;
 pub mod dovecot;
 pub mod examples;
 pub mod http;

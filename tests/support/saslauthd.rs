@@ -1,4 +1,4 @@
-//! A real saslauthd (`-a pam`) under pam_wrapper (testing.md §3): started in its own session
+//! A real saslauthd (`-a pam`) reading the test's PAM services (testing.md §3; see confdir.rs): started in its own session
 //! (it signals its whole process group when it exits), asked through the real
 //! `testsaslauthd` client, stopped by signalling its process group.
 
@@ -53,14 +53,14 @@ impl Saslauthd {
         Self::start_with_env(setup, &[])
     }
 
-    /// With extra environment variables (e.g. `PAM_WRAPPER_USE_SYSLOG=1`: pam_wrapper then
-    /// sends the module's pam_syslog lines to /dev/log instead of saslauthd's stderr).
+    /// With extra environment variables (e.g. [`super::confdir::USE_SYSLOG`]: the module's
+    /// pam_syslog lines then go to /dev/log instead of saslauthd's stderr).
     pub fn start_with_env(setup: Setup, env: &[(&str, &str)]) -> Saslauthd {
         let services = TempDir::new("sasl-svc");
         for (name, text) in setup.services {
             std::fs::write(services.path().join(name), text).unwrap();
         }
-        // pam_wrapper warns without an "other" service; make it deny.
+        // libpam falls back to "other" for an unknown service; make it deny.
         if !setup.services.iter().any(|(n, _)| *n == "other") {
             std::fs::write(
                 services.path().join("other"),
@@ -76,9 +76,7 @@ impl Saslauthd {
         if setup.realm {
             cmd.arg("-r");
         }
-        cmd.env("LD_PRELOAD", "libpam_wrapper.so")
-            .env("PAM_WRAPPER", "1")
-            .env("PAM_WRAPPER_SERVICE_DIR", services.path())
+        cmd.envs(super::confdir::env(services.path()))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -233,10 +231,6 @@ impl Saslauthd {
 
 impl Drop for Saslauthd {
     fn drop(&mut self) {
-        let ours: BTreeSet<i32> = live_group(self.pgid)
-            .union(&self.processes)
-            .copied()
-            .collect();
         if !live_group(self.pgid).is_empty() {
             unsafe { libc::kill(-self.pgid, libc::SIGTERM) };
         }
@@ -252,28 +246,6 @@ impl Drop for Saslauthd {
             unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
         }
         let _ = self.child.wait();
-        remove_pam_wrapper_dirs(&ours);
-    }
-}
-
-/// pam_wrapper (1.1.4) copies the services into `/tmp/pam.?` per process and removes the copy
-/// only on a normal exit; workers ended by a signal leave theirs. Removes the copies whose
-/// `pid` file names one of `processes`.
-pub fn remove_pam_wrapper_dirs(processes: &BTreeSet<i32>) {
-    let Ok(entries) = std::fs::read_dir("/tmp") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("pam.") && name.len() == 5) {
-            continue;
-        }
-        let pid = std::fs::read_to_string(entry.path().join("pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok());
-        if pid.is_some_and(|p| processes.contains(&p)) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
     }
 }
 
