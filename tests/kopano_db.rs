@@ -757,3 +757,35 @@ fn a_missing_select_grant_is_logged_by_code_without_the_account_name() {
         "the log names the account:\n{lines}"
     );
 }
+
+/// issue 16: a check costs one query round trip on a kept connection, whose prepared
+/// statement is made once: N logins (auth + account, each reading the user, its password and
+/// its feature lists) are one connection, one prepare and 2N executes, counted by the
+/// server's own general log for an account only this test uses.
+#[test]
+fn one_round_trip_per_check_on_one_kept_connection() {
+    let db = mariadb::server();
+    db.add_db_account("kopano_rtt", "rtt-pw");
+    db.add_users(&[KopanoUser {
+        enabled: &["imap"],
+        disabled: &["mobile"],
+        ..KopanoUser::active("db-rtt", "Passw0rd")
+    }]);
+    assert!(db.commands_of("kopano_rtt").is_empty());
+    const N: usize = 5;
+    for extra in ["feature=imap", ""] {
+        let l = line_with(&db.dsn_as("kopano_rtt", "rtt-pw"), extra);
+        for _ in 0..N {
+            assert_eq!(
+                l.svc.login("db-rtt", "Passw0rd"),
+                (PAM_SUCCESS, Some(PAM_SUCCESS)),
+                "{extra}"
+            );
+        }
+    }
+    let seen = db.commands_of("kopano_rtt");
+    let count = |c: &str| seen.get(c).copied().unwrap_or(0);
+    assert_eq!(count("Connect"), 1, "{seen:?}");
+    assert_eq!(count("Prepare"), 1, "{seen:?}");
+    assert_eq!(count("Execute"), 2 * 2 * N, "{seen:?}");
+}

@@ -337,6 +337,26 @@ impl MariaDb {
         ids.len()
     }
 
+    /// What one DB account sent the server, by command (`Connect`, `Prepare`, `Execute`,
+    /// `Query`, ...), from the server's general log. The log (to the `mysql.general_log`
+    /// table) is switched on by the first call and stays on: call this once before the
+    /// account connects, then again to read what it did.
+    pub fn commands_of(&self, user: &str) -> std::collections::BTreeMap<String, usize> {
+        let out = self.root_sql(&format!(
+            "SET GLOBAL log_output = 'TABLE'; SET GLOBAL general_log = ON;
+             SELECT command_type, COUNT(*) FROM mysql.general_log WHERE thread_id IN
+               (SELECT thread_id FROM mysql.general_log
+                WHERE command_type = 'Connect' AND argument LIKE '{user}@%')
+             GROUP BY command_type;"
+        ));
+        out.lines()
+            .filter_map(|l| {
+                let (command, count) = l.split_once('\t')?;
+                Some((command.to_string(), count.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
     /// Writes users the way Kopano writes them. Every value travels as a hex literal.
     pub fn add_users(&self, users: &[KopanoUser]) {
         static SALT: AtomicUsize = AtomicUsize::new(0x1a2b3c00);
