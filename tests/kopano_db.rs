@@ -789,3 +789,69 @@ fn one_round_trip_per_check_on_one_kept_connection() {
     assert_eq!(count("Prepare"), 1, "{seen:?}");
     assert_eq!(count("Execute"), 2 * 2 * N, "{seen:?}");
 }
+
+/// The one query reads the feature lists of every user object the collation matches; only
+/// the chosen one's count (Kopano's stricmp re-check: ASCII case folding, active users
+/// first, lowest id first). Another object's "imap" never lets this one in.
+#[test]
+fn features_are_the_chosen_users_own() {
+    let db = mariadb::server();
+    db.add_users(&[
+        KopanoUser::active("db-twin", "Passw0rd"),
+        KopanoUser {
+            enabled: &["imap"],
+            ..KopanoUser::active("DB-TWIN", "0therPw")
+        },
+        KopanoUser::active("db-twin-ü", "Passw0rd"),
+        KopanoUser {
+            enabled: &["imap"],
+            ..KopanoUser::active("db-twin-Ü", "0therPw")
+        },
+        KopanoUser {
+            class: NONACTIVE_USER,
+            enabled: &["imap"],
+            ..KopanoUser::active("db-twin-shared", "Passw0rd")
+        },
+    ]);
+    let imap = line("feature=imap");
+    // Both ASCII variants match; the first object (lower id) is the user, imap off.
+    assert_eq!(imap.svc.auth("db-twin", "Passw0rd"), PAM_AUTH_ERR);
+    assert_eq!(account(&imap, "db-twin"), PAM_PERM_DENIED);
+    assert_eq!(account(&imap, "DB-TWIN"), PAM_PERM_DENIED);
+    // Without feature=, the same object: its own password.
+    let plain = line("");
+    assert_eq!(plain.svc.auth("DB-TWIN", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(plain.svc.auth("DB-TWIN", "0therPw"), PAM_AUTH_ERR);
+    // ü and Ü are one name to the collation, two to Kopano's stricmp: each its own features.
+    assert_eq!(imap.svc.auth("db-twin-ü", "Passw0rd"), PAM_AUTH_ERR);
+    assert_eq!(account(&imap, "db-twin-ü"), PAM_PERM_DENIED);
+    assert_eq!(
+        imap.svc.login("db-twin-Ü", "0therPw"),
+        (PAM_SUCCESS, Some(PAM_SUCCESS))
+    );
+    // A non-active object's features do not make it a user.
+    assert_eq!(imap.svc.auth("db-twin-shared", "Passw0rd"), PAM_AUTH_ERR);
+    assert_eq!(account(&imap, "db-twin-shared"), PAM_PERM_DENIED);
+}
+
+/// More feature values than a Kopano user has is no answer to rely on (as before the lookup
+/// became one query); they are not read at all when no feature= is asked for.
+#[test]
+fn too_many_feature_values_are_authinfo_unavail() {
+    let many: Vec<String> = (0..65).map(|i| format!("feature{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    mariadb::server().add_users(&[KopanoUser {
+        enabled: &many,
+        ..KopanoUser::active("db-many-features", "Passw0rd")
+    }]);
+    let l = line("feature=imap");
+    assert_eq!(
+        l.svc.auth("db-many-features", "Passw0rd"),
+        PAM_AUTHINFO_UNAVAIL
+    );
+    assert_eq!(account(&l, "db-many-features"), PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(
+        line("").svc.login("db-many-features", "Passw0rd"),
+        (PAM_SUCCESS, Some(PAM_SUCCESS))
+    );
+}

@@ -13,38 +13,49 @@
 //! drops rows that the collation's trailing-space padding would match.
 //!
 //! Connections, TLS, the plaintext rule, the time bound and pooling are the shared database
-//! layer's (`crate::sql`): the whole lookup (connect, handshakes, both queries) ends within
+//! layer's (`crate::sql`): the whole lookup (connect, handshakes, the one query) ends within
 //! `timeout=`.
 
-use super::{Record, ACTIVE_USER};
+use super::Record;
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::sql::{self, Deadline, Param, Query, Row};
 use crate::verdict::Verdict;
 
-/// At most this many rows can match one login (case variants); more is not a Kopano store.
-const MAX_ROWS: usize = 16;
+/// At most this many user objects can match one login (case variants); more is not a
+/// Kopano store.
+const MAX_USERS: usize = 16;
 
-/// The user objects whose `loginname` equals the name under the column's collation.
-const USER_QUERY: Query = Query {
-    mysql: "SELECT o.id, o.objectclass, login.value, pass.value \
-     FROM object AS o \
-     JOIN objectproperty AS login \
-       ON login.objectid = o.id AND login.propname = 'loginname' \
-     LEFT JOIN objectproperty AS pass \
-       ON pass.objectid = o.id AND pass.propname = 'password' \
-     WHERE login.value = ? AND (o.objectclass & 0xFFFF0000) = 0x10000 \
-     ORDER BY (o.objectclass = 65537) DESC, o.id \
-     LIMIT 16",
+/// At most this many feature values for the user; more is not a Kopano store.
+const MAX_FEATURES: usize = 64;
+
+/// One check is ONE round trip: the user objects whose `loginname` equals the name under the
+/// column's collation (active users first, at most [`MAX_USERS`]), each with its password
+/// and, when the second parameter is 1 and the object is an active user, one row per value
+/// of PR_EC_ENABLED_FEATURES / PR_EC_DISABLED_FEATURES (a user without any gets one row with
+/// NULL there). Rows, not a GROUP_CONCAT: that would be cut silently at
+/// `group_concat_max_len` and lose a disabled feature. One statement whatever the
+/// options, so each connection prepares it once (the driver's statement cache keeps it).
+const LOOKUP: Query = Query {
+    mysql: "SELECT u.id, u.objectclass, u.login, u.password, f.propname, f.value \
+     FROM (SELECT o.id, o.objectclass, login.value AS login, pass.value AS password \
+       FROM object AS o \
+       JOIN objectproperty AS login \
+         ON login.objectid = o.id AND login.propname = 'loginname' \
+       LEFT JOIN objectproperty AS pass \
+         ON pass.objectid = o.id AND pass.propname = 'password' \
+       WHERE login.value = ? AND (o.objectclass & 0xFFFF0000) = 0x10000 \
+       ORDER BY (o.objectclass = 65537) DESC, o.id \
+       LIMIT 16) AS u \
+     LEFT JOIN objectmvproperty AS f \
+       ON ? = 1 AND u.objectclass = 65537 AND f.objectid = u.id \
+       AND f.propname IN ('0x67B3101E', '0x67B4101E', '0x67b3101e', '0x67b4101e') \
+     ORDER BY (u.objectclass = 65537) DESC, u.id",
     postgres: None,
 };
 
-/// PR_EC_ENABLED_FEATURES / PR_EC_DISABLED_FEATURES of one object.
-const FEATURE_QUERY: Query = Query {
-    mysql: "SELECT propname, value FROM objectmvproperty \
-     WHERE objectid = ? AND propname IN ('0x67B3101E', '0x67B4101E', '0x67b3101e', '0x67b4101e')",
-    postgres: None,
-};
+/// Rows one answer may have: every user object with its full feature list.
+const MAX_ROWS: usize = MAX_USERS * MAX_FEATURES;
 
 /// Where the database is, for log lines: the DSN's one redacted form.
 pub fn endpoint(dsn: &Secret) -> Option<String> {
@@ -60,7 +71,7 @@ fn odd_row() -> Verdict {
     )
 }
 
-/// One row of USER_QUERY: id, object class, login, password value.
+/// The user columns of a LOOKUP row: id, object class, login, password value.
 type UserRow<'a> = (i64, u32, Option<&'a [u8]>, Option<&'a [u8]>);
 
 fn user_row(row: &Row) -> Result<UserRow<'_>, Verdict> {
@@ -74,6 +85,16 @@ fn user_row(row: &Row) -> Result<UserRow<'_>, Verdict> {
     Ok((id, class, login, password))
 }
 
+/// The feature columns of a LOOKUP row: `None` when the row carries no feature value.
+fn feature_of(row: &Row) -> Result<Option<(&[u8], &[u8])>, Verdict> {
+    match (row.text(4), row.text(5)) {
+        // No feature row joined (none asked for, none stored), or a value that is NULL.
+        (Some(None), Some(None)) | (Some(Some(_)), Some(None)) => Ok(None),
+        (Some(Some(propname)), Some(Some(value))) => Ok(Some((propname, value))),
+        _ => Err(odd_row()),
+    }
+}
+
 /// The record for `user`, `None` if there is no user object with that login name.
 pub fn lookup(
     opts: &Options,
@@ -81,52 +102,63 @@ pub fn lookup(
     user: &str,
     want_features: bool,
 ) -> Result<Option<Record>, Verdict> {
-    let deadline = Deadline::after(opts.timeout);
     let rows = sql::query(
         opts,
         dsn,
-        deadline,
-        USER_QUERY,
-        &[Param::Text(user)],
+        Deadline::after(opts.timeout),
+        LOOKUP,
+        &[Param::Text(user), Param::Int(i64::from(want_features))],
         MAX_ROWS,
     )?;
-    let mut found = None;
+    // Kopano's own re-check of the collation's match (stricmp): the first row, active users
+    // first, whose login equals the name under ASCII case folding.
+    let mut record: Option<(i64, Record)> = None;
+    let mut features = 0;
     for row in &rows {
         let (id, class, login, password) = user_row(row)?;
-        if found.is_none() && login.is_some_and(|l| l.eq_ignore_ascii_case(user.as_bytes())) {
-            found = Some((id, class, password));
-        }
-    }
-    let Some((id, object_class, password)) = found else {
-        return Ok(None);
-    };
-    let mut record = Record {
-        object_class,
-        hash: password.map(|p| Secret::new(String::from_utf8_lossy(p).into_owned())),
-        enabled: Vec::new(),
-        disabled: Vec::new(),
-    };
-    if want_features && object_class == ACTIVE_USER {
-        let props = sql::query(opts, dsn, deadline, FEATURE_QUERY, &[Param::Int(id)], 64)?;
-        for row in &props {
-            let (Some(Some(propname)), Some(value)) = (row.text(0), row.text(1)) else {
-                return Err(odd_row());
+        let feature = feature_of(row)?;
+        if record.is_none() && login.is_some_and(|l| l.eq_ignore_ascii_case(user.as_bytes())) {
+            let found = Record {
+                object_class: class,
+                hash: password.map(|p| Secret::new(String::from_utf8_lossy(p).into_owned())),
+                enabled: Vec::new(),
+                disabled: Vec::new(),
             };
-            let Some(value) = value else { continue };
-            let feature = String::from_utf8_lossy(value).trim().to_ascii_lowercase();
-            if propname.eq_ignore_ascii_case(b"0x67B3101E") {
-                record.enabled.push(feature);
-            } else {
-                record.disabled.push(feature);
-            }
+            record = Some((id, found));
+        }
+        let Some((found_id, found)) = &mut record else {
+            continue;
+        };
+        let Some((propname, value)) = feature.filter(|_| *found_id == id) else {
+            continue;
+        };
+        features += 1;
+        if features > MAX_FEATURES {
+            return Err(Verdict::Unavailable(format!(
+                "more than {MAX_FEATURES} feature values for one login: does dsn= name the \
+                 right database?"
+            )));
+        }
+        let feature = String::from_utf8_lossy(value).trim().to_ascii_lowercase();
+        if propname.eq_ignore_ascii_case(b"0x67B3101E") {
+            found.enabled.push(feature);
+        } else {
+            found.disabled.push(feature);
         }
     }
-    Ok(Some(record))
+    Ok(record.map(|(_, found)| found))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lookup_spells_the_constants_it_is_checked_against() {
+        assert!(LOOKUP.mysql.contains(&format!("LIMIT {MAX_USERS})")));
+        let active = format!("u.objectclass = {}", super::super::ACTIVE_USER);
+        assert_eq!(LOOKUP.mysql.matches(&active).count(), 2);
+    }
 
     #[test]
     fn endpoint_never_shows_the_password() {
