@@ -16,46 +16,45 @@
 //! layer's (`crate::sql`): the whole lookup (connect, handshakes, the one query) ends within
 //! `timeout=`.
 
-use super::Record;
+use super::{Record, ACTIVE_USER};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::sql::{self, Deadline, Param, Query, Row};
 use crate::verdict::Verdict;
 
 /// At most this many user objects can match one login (case variants); more is not a
-/// Kopano store.
+/// Kopano store (kopano-server keeps login names unique under the same collation).
 const MAX_USERS: usize = 16;
 
 /// At most this many feature values for the user; more is not a Kopano store.
 const MAX_FEATURES: usize = 64;
 
-/// One check is ONE round trip: the user objects whose `loginname` equals the name under the
-/// column's collation (active users first, at most [`MAX_USERS`]), each with its password
-/// and, when the second parameter is 1 and the object is an active user, one row per value
-/// of PR_EC_ENABLED_FEATURES / PR_EC_DISABLED_FEATURES (a user without any gets one row with
-/// NULL there). Rows, not a GROUP_CONCAT: that would be cut silently at
-/// `group_concat_max_len` and lose a disabled feature. One statement whatever the
-/// options, so each connection prepares it once (the driver's statement cache keeps it).
+/// Rows one answer may have: every user object with a full feature list.
+const MAX_ROWS: usize = MAX_USERS * MAX_FEATURES;
+
+/// One check is ONE round trip: every user object whose `loginname` equals the name under
+/// the column's collation, with its password and, when the first parameter is 1 and the
+/// object is an active user, one row per value of PR_EC_ENABLED_FEATURES /
+/// PR_EC_DISABLED_FEATURES (an object without any comes as one row with NULL there).
+///
+/// Rows, not a GROUP_CONCAT: that is cut silently at `group_concat_max_len` and would lose a
+/// disabled feature. No ORDER BY, LIMIT or derived table: on these TEXT columns each makes
+/// MariaDB write an internal temporary table to disk for every check (the order is
+/// [`lookup`]'s). One statement whatever the options, so a connection prepares it once and
+/// the driver's statement cache keeps it.
 const LOOKUP: Query = Query {
-    mysql: "SELECT u.id, u.objectclass, u.login, u.password, f.propname, f.value \
-     FROM (SELECT o.id, o.objectclass, login.value AS login, pass.value AS password \
-       FROM object AS o \
-       JOIN objectproperty AS login \
-         ON login.objectid = o.id AND login.propname = 'loginname' \
-       LEFT JOIN objectproperty AS pass \
-         ON pass.objectid = o.id AND pass.propname = 'password' \
-       WHERE login.value = ? AND (o.objectclass & 0xFFFF0000) = 0x10000 \
-       ORDER BY (o.objectclass = 65537) DESC, o.id \
-       LIMIT 16) AS u \
+    mysql: "SELECT o.id, o.objectclass, login.value, pass.value, f.propname, f.value \
+     FROM object AS o \
+     JOIN objectproperty AS login \
+       ON login.objectid = o.id AND login.propname = 'loginname' \
+     LEFT JOIN objectproperty AS pass \
+       ON pass.objectid = o.id AND pass.propname = 'password' \
      LEFT JOIN objectmvproperty AS f \
-       ON ? = 1 AND u.objectclass = 65537 AND f.objectid = u.id \
+       ON ? = 1 AND o.objectclass = 65537 AND f.objectid = o.id \
        AND f.propname IN ('0x67B3101E', '0x67B4101E', '0x67b3101e', '0x67b4101e') \
-     ORDER BY (u.objectclass = 65537) DESC, u.id",
+     WHERE login.value = ? AND (o.objectclass & 0xFFFF0000) = 0x10000",
     postgres: None,
 };
-
-/// Rows one answer may have: every user object with its full feature list.
-const MAX_ROWS: usize = MAX_USERS * MAX_FEATURES;
 
 /// Where the database is, for log lines: the DSN's one redacted form.
 pub fn endpoint(dsn: &Secret) -> Option<String> {
@@ -74,7 +73,11 @@ fn odd_row() -> Verdict {
 /// The user columns of a LOOKUP row: id, object class, login, password value.
 type UserRow<'a> = (i64, u32, Option<&'a [u8]>, Option<&'a [u8]>);
 
-fn user_row(row: &Row) -> Result<UserRow<'_>, Verdict> {
+/// The feature columns of a LOOKUP row: property name and value, if the row carries one.
+type Feature<'a> = Option<(&'a [u8], &'a [u8])>;
+
+/// One LOOKUP row, or the reason it cannot be read (never the row itself).
+fn read_row(row: &Row) -> Result<(UserRow<'_>, Feature<'_>), Verdict> {
     let id = row.int(0).ok_or_else(odd_row)?;
     let class = row
         .int(1)
@@ -82,17 +85,13 @@ fn user_row(row: &Row) -> Result<UserRow<'_>, Verdict> {
         .ok_or_else(odd_row)?;
     let login = row.text(2).ok_or_else(odd_row)?;
     let password = row.text(3).ok_or_else(odd_row)?;
-    Ok((id, class, login, password))
-}
-
-/// The feature columns of a LOOKUP row: `None` when the row carries no feature value.
-fn feature_of(row: &Row) -> Result<Option<(&[u8], &[u8])>, Verdict> {
-    match (row.text(4), row.text(5)) {
-        // No feature row joined (none asked for, none stored), or a value that is NULL.
-        (Some(None), Some(None)) | (Some(Some(_)), Some(None)) => Ok(None),
-        (Some(Some(propname)), Some(Some(value))) => Ok(Some((propname, value))),
-        _ => Err(odd_row()),
-    }
+    let feature = match (row.text(4), row.text(5)) {
+        (Some(Some(propname)), Some(Some(value))) => Some((propname, value)),
+        // No feature row joined (none asked for, none stored), or a NULL value.
+        (Some(_), Some(None)) => None,
+        _ => return Err(odd_row()),
+    };
+    Ok(((id, class, login, password), feature))
 }
 
 /// The record for `user`, `None` if there is no user object with that login name.
@@ -107,33 +106,41 @@ pub fn lookup(
         dsn,
         Deadline::after(opts.timeout),
         LOOKUP,
-        &[Param::Text(user), Param::Int(i64::from(want_features))],
+        &[Param::Int(i64::from(want_features)), Param::Text(user)],
         MAX_ROWS,
     )?;
-    // Kopano's own re-check of the collation's match (stricmp): the first row, active users
-    // first, whose login equals the name under ASCII case folding.
-    let mut record: Option<(i64, Record)> = None;
-    let mut features = 0;
-    for row in &rows {
-        let (id, class, login, password) = user_row(row)?;
-        let feature = feature_of(row)?;
-        if record.is_none() && login.is_some_and(|l| l.eq_ignore_ascii_case(user.as_bytes())) {
-            let found = Record {
-                object_class: class,
-                hash: password.map(|p| Secret::new(String::from_utf8_lossy(p).into_owned())),
-                enabled: Vec::new(),
-                disabled: Vec::new(),
-            };
-            record = Some((id, found));
-        }
-        let Some((found_id, found)) = &mut record else {
-            continue;
-        };
-        let Some((propname, value)) = feature.filter(|_| *found_id == id) else {
-            continue;
-        };
-        features += 1;
-        if features > MAX_FEATURES {
+    let rows = rows.iter().map(read_row).collect::<Result<Vec<_>, _>>()?;
+    // The user objects, active users first, then by id (a user's feature rows repeat its
+    // columns, and sit together once sorted).
+    let mut users: Vec<UserRow> = rows.iter().map(|(u, _)| *u).collect();
+    users.sort_by_key(|&(id, class, _, _)| (class != ACTIVE_USER, id));
+    users.dedup();
+    if users.len() > MAX_USERS {
+        return Err(Verdict::Unavailable(format!(
+            "more than {MAX_USERS} user objects for one login: does dsn= name the right \
+             database?"
+        )));
+    }
+    // Kopano's own re-check of the collation's match (stricmp): the first object whose
+    // login equals the name under ASCII case folding.
+    let Some(&(id, object_class, _, password)) = users
+        .iter()
+        .find(|(_, _, login, _)| login.is_some_and(|l| l.eq_ignore_ascii_case(user.as_bytes())))
+    else {
+        return Ok(None);
+    };
+    let mut record = Record {
+        object_class,
+        hash: password.map(|p| Secret::new(String::from_utf8_lossy(p).into_owned())),
+        enabled: Vec::new(),
+        disabled: Vec::new(),
+    };
+    let features = rows
+        .iter()
+        .filter(|((row_id, ..), _)| *row_id == id)
+        .filter_map(|(_, feature)| *feature);
+    for (n, (propname, value)) in features.enumerate() {
+        if n == MAX_FEATURES {
             return Err(Verdict::Unavailable(format!(
                 "more than {MAX_FEATURES} feature values for one login: does dsn= name the \
                  right database?"
@@ -141,12 +148,12 @@ pub fn lookup(
         }
         let feature = String::from_utf8_lossy(value).trim().to_ascii_lowercase();
         if propname.eq_ignore_ascii_case(b"0x67B3101E") {
-            found.enabled.push(feature);
+            record.enabled.push(feature);
         } else {
-            found.disabled.push(feature);
+            record.disabled.push(feature);
         }
     }
-    Ok(record.map(|(_, found)| found))
+    Ok(Some(record))
 }
 
 #[cfg(test)]
@@ -154,10 +161,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_lookup_spells_the_constants_it_is_checked_against() {
-        assert!(LOOKUP.mysql.contains(&format!("LIMIT {MAX_USERS})")));
-        let active = format!("u.objectclass = {}", super::super::ACTIVE_USER);
-        assert_eq!(LOOKUP.mysql.matches(&active).count(), 2);
+    fn the_lookup_spells_the_active_user_class_as_the_code_does() {
+        let active = format!("o.objectclass = {ACTIVE_USER}");
+        assert!(LOOKUP.mysql.contains(&active));
     }
 
     #[test]
