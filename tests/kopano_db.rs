@@ -862,3 +862,28 @@ fn too_many_feature_values_are_authinfo_unavail() {
         (PAM_SUCCESS, Some(PAM_SUCCESS))
     );
 }
+
+/// A DSN that turns the driver's statement cache off (`stmt_cache_size=0`) would make every
+/// check prepare its statement anew and leave it open on the kept connection, until the
+/// server's max_prepared_stmt_count refuses everyone: the module keeps its own statements.
+#[test]
+fn the_statement_cache_stays_on_whatever_the_dsn_says() {
+    let db = mariadb::server();
+    db.add_db_account("kopano_nocache", "nocache-pw");
+    db.add_users(&[KopanoUser::active("db-nocache", "Passw0rd")]);
+    assert!(db.commands_of("kopano_nocache").is_empty());
+    let dsn = format!(
+        "{}?stmt_cache_size=0",
+        db.dsn_as("kopano_nocache", "nocache-pw")
+    );
+    let l = line_with(&dsn, "");
+    for _ in 0..4 {
+        assert_eq!(
+            l.svc.login("db-nocache", "Passw0rd"),
+            (PAM_SUCCESS, Some(PAM_SUCCESS))
+        );
+    }
+    let seen = db.commands_of("kopano_nocache");
+    assert_eq!(seen.get("Prepare"), Some(&1), "{seen:?}");
+    assert_eq!(seen.get("Execute"), Some(&8), "{seen:?}");
+}
