@@ -887,3 +887,33 @@ fn the_statement_cache_stays_on_whatever_the_dsn_says() {
     assert_eq!(seen.get("Prepare"), Some(&1), "{seen:?}");
     assert_eq!(seen.get("Execute"), Some(&8), "{seen:?}");
 }
+
+/// kopano-server keeps login names unique under the column's collation; more than 16 user
+/// objects answering to one name is not a Kopano store, and no answer to rely on (the
+/// lookup used to cut the list at 16 silently and pick among those).
+#[test]
+fn more_than_sixteen_objects_for_one_login_are_authinfo_unavail() {
+    let variants: Vec<String> = (0u32..17)
+        .map(|mask| {
+            "db-crowd"
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if mask & (1 << i) != 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let users: Vec<KopanoUser> = variants
+        .iter()
+        .map(|v| KopanoUser::active(v, "Passw0rd"))
+        .collect();
+    mariadb::server().add_users(&users);
+    let l = line("");
+    assert_eq!(l.svc.auth("db-crowd", "Passw0rd"), PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(account(&l, "db-crowd"), PAM_AUTHINFO_UNAVAIL);
+}
