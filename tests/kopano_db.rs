@@ -757,3 +757,163 @@ fn a_missing_select_grant_is_logged_by_code_without_the_account_name() {
         "the log names the account:\n{lines}"
     );
 }
+
+/// issue 16: a check costs one query round trip on a kept connection, whose prepared
+/// statement is made once: N logins (auth + account, each reading the user, its password and
+/// its feature lists) are one connection, one prepare and 2N executes, counted by the
+/// server's own general log for an account only this test uses.
+#[test]
+fn one_round_trip_per_check_on_one_kept_connection() {
+    let db = mariadb::server();
+    db.add_db_account("kopano_rtt", "rtt-pw");
+    db.add_users(&[KopanoUser {
+        enabled: &["imap"],
+        disabled: &["mobile"],
+        ..KopanoUser::active("db-rtt", "Passw0rd")
+    }]);
+    assert!(db.commands_of("kopano_rtt").is_empty());
+    const N: usize = 5;
+    for extra in ["feature=imap", ""] {
+        let l = line_with(&db.dsn_as("kopano_rtt", "rtt-pw"), extra);
+        for _ in 0..N {
+            assert_eq!(
+                l.svc.login("db-rtt", "Passw0rd"),
+                (PAM_SUCCESS, Some(PAM_SUCCESS)),
+                "{extra}"
+            );
+        }
+    }
+    let seen = db.commands_of("kopano_rtt");
+    let count = |c: &str| seen.get(c).copied().unwrap_or(0);
+    assert_eq!(count("Connect"), 1, "{seen:?}");
+    assert_eq!(count("Prepare"), 1, "{seen:?}");
+    assert_eq!(count("Execute"), 2 * 2 * N, "{seen:?}");
+    // And the server answers it without an internal temporary table (an ORDER BY or a
+    // derived table over these TEXT columns writes one to disk for every check).
+    let statements = db.temp_tables_of_statements("kopano_rtt", &["1", "db-rtt"]);
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    for (statement, made) in statements {
+        assert_eq!(made, 0, "{statement}");
+    }
+}
+
+/// The one query reads the feature lists of every user object the collation matches; only
+/// the chosen one's count (Kopano's stricmp re-check: ASCII case folding, active users
+/// first, lowest id first). Another object's "imap" never lets this one in.
+#[test]
+fn features_are_the_chosen_users_own() {
+    let db = mariadb::server();
+    db.add_users(&[
+        KopanoUser::active("db-twin", "Passw0rd"),
+        KopanoUser {
+            enabled: &["imap"],
+            ..KopanoUser::active("DB-TWIN", "0therPw")
+        },
+        KopanoUser::active("db-twin-ü", "Passw0rd"),
+        KopanoUser {
+            enabled: &["imap"],
+            ..KopanoUser::active("db-twin-Ü", "0therPw")
+        },
+        KopanoUser {
+            class: NONACTIVE_USER,
+            enabled: &["imap"],
+            ..KopanoUser::active("db-twin-shared", "Passw0rd")
+        },
+    ]);
+    let imap = line("feature=imap");
+    // Both ASCII variants match; the first object (lower id) is the user, imap off.
+    assert_eq!(imap.svc.auth("db-twin", "Passw0rd"), PAM_AUTH_ERR);
+    assert_eq!(account(&imap, "db-twin"), PAM_PERM_DENIED);
+    assert_eq!(account(&imap, "DB-TWIN"), PAM_PERM_DENIED);
+    // Without feature=, the same object: its own password.
+    let plain = line("");
+    assert_eq!(plain.svc.auth("DB-TWIN", "Passw0rd"), PAM_SUCCESS);
+    assert_eq!(plain.svc.auth("DB-TWIN", "0therPw"), PAM_AUTH_ERR);
+    // ü and Ü are one name to the collation, two to Kopano's stricmp: each its own features.
+    assert_eq!(imap.svc.auth("db-twin-ü", "Passw0rd"), PAM_AUTH_ERR);
+    assert_eq!(account(&imap, "db-twin-ü"), PAM_PERM_DENIED);
+    assert_eq!(
+        imap.svc.login("db-twin-Ü", "0therPw"),
+        (PAM_SUCCESS, Some(PAM_SUCCESS))
+    );
+    // A non-active object's features do not make it a user.
+    assert_eq!(imap.svc.auth("db-twin-shared", "Passw0rd"), PAM_AUTH_ERR);
+    assert_eq!(account(&imap, "db-twin-shared"), PAM_PERM_DENIED);
+}
+
+/// More feature values than a Kopano user has is no answer to rely on (as before the lookup
+/// became one query); they are not read at all when no feature= is asked for.
+#[test]
+fn too_many_feature_values_are_authinfo_unavail() {
+    let many: Vec<String> = (0..65).map(|i| format!("feature{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    mariadb::server().add_users(&[KopanoUser {
+        enabled: &many,
+        ..KopanoUser::active("db-many-features", "Passw0rd")
+    }]);
+    let l = line("feature=imap");
+    assert_eq!(
+        l.svc.auth("db-many-features", "Passw0rd"),
+        PAM_AUTHINFO_UNAVAIL
+    );
+    assert_eq!(account(&l, "db-many-features"), PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(
+        line("").svc.login("db-many-features", "Passw0rd"),
+        (PAM_SUCCESS, Some(PAM_SUCCESS))
+    );
+}
+
+/// A DSN that turns the driver's statement cache off (`stmt_cache_size=0`) would make every
+/// check prepare its statement anew and leave it open on the kept connection, until the
+/// server's max_prepared_stmt_count refuses everyone: the module keeps its own statements.
+#[test]
+fn the_statement_cache_stays_on_whatever_the_dsn_says() {
+    let db = mariadb::server();
+    db.add_db_account("kopano_nocache", "nocache-pw");
+    db.add_users(&[KopanoUser::active("db-nocache", "Passw0rd")]);
+    assert!(db.commands_of("kopano_nocache").is_empty());
+    let dsn = format!(
+        "{}?stmt_cache_size=0",
+        db.dsn_as("kopano_nocache", "nocache-pw")
+    );
+    let l = line_with(&dsn, "");
+    for _ in 0..4 {
+        assert_eq!(
+            l.svc.login("db-nocache", "Passw0rd"),
+            (PAM_SUCCESS, Some(PAM_SUCCESS))
+        );
+    }
+    let seen = db.commands_of("kopano_nocache");
+    assert_eq!(seen.get("Prepare"), Some(&1), "{seen:?}");
+    assert_eq!(seen.get("Execute"), Some(&8), "{seen:?}");
+}
+
+/// kopano-server keeps login names unique under the column's collation; more than 16 user
+/// objects answering to one name is not a Kopano store, and no answer to rely on (the
+/// lookup used to cut the list at 16 silently and pick among those).
+#[test]
+fn more_than_sixteen_objects_for_one_login_are_authinfo_unavail() {
+    let variants: Vec<String> = (0u32..17)
+        .map(|mask| {
+            "db-crowd"
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if mask & (1 << i) != 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let users: Vec<KopanoUser> = variants
+        .iter()
+        .map(|v| KopanoUser::active(v, "Passw0rd"))
+        .collect();
+    mariadb::server().add_users(&users);
+    let l = line("");
+    assert_eq!(l.svc.auth("db-crowd", "Passw0rd"), PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(account(&l, "db-crowd"), PAM_AUTHINFO_UNAVAIL);
+}

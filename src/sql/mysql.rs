@@ -65,6 +65,13 @@ pub(super) fn url_error_words(e: &mysql_async::UrlError) -> &'static str {
     }
 }
 
+/// The fewest statements a connection keeps prepared, whatever `stmt_cache_size=` the DSN
+/// gives: more than the module ever runs on one connection, so each is prepared once per
+/// connection and every check is one round trip. With the driver's cache off
+/// (`stmt_cache_size=0`) every check would prepare its statement anew and never close it,
+/// until the server's `max_prepared_stmt_count` refuses every client.
+const MIN_STMT_CACHE: usize = 8;
+
 /// The driver's settings: the DSN plus TLS roots and our own choices.
 pub(super) fn settings(
     dsn_text: &Secret,
@@ -74,9 +81,11 @@ pub(super) fn settings(
     let parsed = mysql_async::Opts::from_url(dsn_text.expose())
         .map_err(|e| Verdict::Misconfigured(unusable(url_error_words(&e), FORM)))?;
     let ssl = parsed.ssl_opts().cloned();
+    let stmt_cache_size = parsed.stmt_cache_size().max(MIN_STMT_CACHE);
     let mut builder = mysql_async::OptsBuilder::from_opts(parsed)
         // Never move from the configured TCP endpoint to the server's own socket.
-        .prefer_socket(false);
+        .prefer_socket(false)
+        .stmt_cache_size(stmt_cache_size);
     if let (Some(ssl), Some(ca), Some(_)) = (ssl, &opts.cafile, &dsn.host) {
         // cafile= replaces the system store, as it does for HTTPS. The bytes checked by
         // trusted_file are the bytes used: the driver never opens the path itself.

@@ -344,6 +344,73 @@ impl MariaDb {
         ids.len()
     }
 
+    /// What one DB account sent the server, by command (`Connect`, `Prepare`, `Execute`,
+    /// `Query`, ...), from the server's general log. The log (to the `mysql.general_log`
+    /// table) is switched on by the first call and stays on: call this once before the
+    /// account connects, then again to read what it did.
+    pub fn commands_of(&self, user: &str) -> std::collections::BTreeMap<String, usize> {
+        let out = self.root_sql(&format!(
+            "SET GLOBAL log_output = 'TABLE'; SET GLOBAL general_log = ON;
+             SELECT command_type, COUNT(*) FROM mysql.general_log WHERE thread_id IN
+               (SELECT thread_id FROM mysql.general_log
+                WHERE command_type = 'Connect' AND argument LIKE '{user}@%')
+             GROUP BY command_type;"
+        ));
+        out.lines()
+            .filter_map(|l| {
+                let (command, count) = l.split_once('\t')?;
+                Some((command.to_string(), count.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// The statements a DB account prepared (from the general log, see [`commands_of`]), each
+    /// with the number of internal temporary tables the server makes to execute it once with
+    /// `params` (as root, in a session of its own; a temporary table of a TEXT column is
+    /// written to disk).
+    pub fn temp_tables_of_statements(&self, user: &str, params: &[&str]) -> Vec<(String, i64)> {
+        let statements = self.root_sql(&format!(
+            "SELECT HEX(argument) FROM mysql.general_log WHERE command_type = 'Prepare' AND \
+             thread_id IN (SELECT thread_id FROM mysql.general_log \
+                           WHERE command_type = 'Connect' AND argument LIKE '{user}@%');"
+        ));
+        let status = "(SELECT variable_value FROM information_schema.session_status \
+                      WHERE variable_name = 'CREATED_TMP_TABLES')";
+        let mut seen = Vec::new();
+        for hexed in statements.split_whitespace() {
+            let bytes: Vec<u8> = (0..hexed.len() / 2)
+                .map(|i| u8::from_str_radix(&hexed[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            let text = String::from_utf8(bytes).unwrap();
+            let mut sql = format!("USE {DB_NAME}; SET @q = X'{hexed}'; PREPARE s FROM @q;\n");
+            let mut vars = Vec::new();
+            for (i, p) in params.iter().enumerate() {
+                sql.push_str(&format!("SET @p{i} = X'{}';\n", hex(p.as_bytes())));
+                vars.push(format!("@p{i}"));
+            }
+            let using = if vars.is_empty() {
+                String::new()
+            } else {
+                format!(" USING {}", vars.join(", "))
+            };
+            // What reading the counter itself costs, then what one execution adds to it.
+            sql.push_str(&format!(
+                "SET @a = {status}; SET @b = {status};\n\
+                 EXECUTE s{using};\n\
+                 SET @c = {status};\n\
+                 SELECT 'made:', (@c - @b) - (@b - @a);\n"
+            ));
+            let out = self.root_sql(&sql);
+            let made = out
+                .lines()
+                .find_map(|l| l.strip_prefix("made:\t"))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no count in {out}"));
+            seen.push((text, made));
+        }
+        seen
+    }
+
     /// Writes users the way Kopano writes them. Every value travels as a hex literal.
     pub fn add_users(&self, users: &[KopanoUser]) {
         static SALT: AtomicUsize = AtomicUsize::new(0x1a2b3c00);

@@ -13,7 +13,7 @@
 //! drops rows that the collation's trailing-space padding would match.
 //!
 //! Connections, TLS, the plaintext rule, the time bound and pooling are the shared database
-//! layer's (`crate::sql`): the whole lookup (connect, handshakes, both queries) ends within
+//! layer's (`crate::sql`): the whole lookup (connect, handshakes, the one query) ends within
 //! `timeout=`.
 
 use super::{Record, ACTIVE_USER};
@@ -22,27 +22,37 @@ use crate::secret::Secret;
 use crate::sql::{self, Deadline, Param, Query, Row};
 use crate::verdict::Verdict;
 
-/// At most this many rows can match one login (case variants); more is not a Kopano store.
-const MAX_ROWS: usize = 16;
+/// At most this many user objects can match one login (case variants); more is not a
+/// Kopano store (kopano-server keeps login names unique under the same collation).
+const MAX_USERS: usize = 16;
 
-/// The user objects whose `loginname` equals the name under the column's collation.
-const USER_QUERY: Query = Query {
-    mysql: "SELECT o.id, o.objectclass, login.value, pass.value \
+/// At most this many feature values for the user; more is not a Kopano store.
+const MAX_FEATURES: usize = 64;
+
+/// Rows one answer may have: every user object with a full feature list.
+const MAX_ROWS: usize = MAX_USERS * MAX_FEATURES;
+
+/// One check is ONE round trip: every user object whose `loginname` equals the name under
+/// the column's collation, with its password and, when the first parameter is 1 and the
+/// object is an active user, one row per value of PR_EC_ENABLED_FEATURES /
+/// PR_EC_DISABLED_FEATURES (an object without any comes as one row with NULL there).
+///
+/// Rows, not a GROUP_CONCAT: that is cut silently at `group_concat_max_len` and would lose a
+/// disabled feature. No ORDER BY, LIMIT or derived table: on these TEXT columns each makes
+/// MariaDB write an internal temporary table to disk for every check (the order is
+/// [`lookup`]'s). One statement whatever the options, so a connection prepares it once and
+/// the driver's statement cache keeps it.
+const LOOKUP: Query = Query {
+    mysql: "SELECT o.id, o.objectclass, login.value, pass.value, f.propname, f.value \
      FROM object AS o \
      JOIN objectproperty AS login \
        ON login.objectid = o.id AND login.propname = 'loginname' \
      LEFT JOIN objectproperty AS pass \
        ON pass.objectid = o.id AND pass.propname = 'password' \
-     WHERE login.value = ? AND (o.objectclass & 0xFFFF0000) = 0x10000 \
-     ORDER BY (o.objectclass = 65537) DESC, o.id \
-     LIMIT 16",
-    postgres: None,
-};
-
-/// PR_EC_ENABLED_FEATURES / PR_EC_DISABLED_FEATURES of one object.
-const FEATURE_QUERY: Query = Query {
-    mysql: "SELECT propname, value FROM objectmvproperty \
-     WHERE objectid = ? AND propname IN ('0x67B3101E', '0x67B4101E', '0x67b3101e', '0x67b4101e')",
+     LEFT JOIN objectmvproperty AS f \
+       ON ? = 1 AND o.objectclass = 65537 AND f.objectid = o.id \
+       AND f.propname IN ('0x67B3101E', '0x67B4101E', '0x67b3101e', '0x67b4101e') \
+     WHERE login.value = ? AND (o.objectclass & 0xFFFF0000) = 0x10000",
     postgres: None,
 };
 
@@ -60,10 +70,14 @@ fn odd_row() -> Verdict {
     )
 }
 
-/// One row of USER_QUERY: id, object class, login, password value.
+/// The user columns of a LOOKUP row: id, object class, login, password value.
 type UserRow<'a> = (i64, u32, Option<&'a [u8]>, Option<&'a [u8]>);
 
-fn user_row(row: &Row) -> Result<UserRow<'_>, Verdict> {
+/// The feature columns of a LOOKUP row: property name and value, if the row carries one.
+type Feature<'a> = Option<(&'a [u8], &'a [u8])>;
+
+/// One LOOKUP row, or the reason it cannot be read (never the row itself).
+fn read_row(row: &Row) -> Result<(UserRow<'_>, Feature<'_>), Verdict> {
     let id = row.int(0).ok_or_else(odd_row)?;
     let class = row
         .int(1)
@@ -71,7 +85,13 @@ fn user_row(row: &Row) -> Result<UserRow<'_>, Verdict> {
         .ok_or_else(odd_row)?;
     let login = row.text(2).ok_or_else(odd_row)?;
     let password = row.text(3).ok_or_else(odd_row)?;
-    Ok((id, class, login, password))
+    let feature = match (row.text(4), row.text(5)) {
+        (Some(Some(propname)), Some(Some(value))) => Some((propname, value)),
+        // No feature row joined (none asked for, none stored), or a NULL value.
+        (Some(_), Some(None)) => None,
+        _ => return Err(odd_row()),
+    };
+    Ok(((id, class, login, password), feature))
 }
 
 /// The record for `user`, `None` if there is no user object with that login name.
@@ -81,23 +101,32 @@ pub fn lookup(
     user: &str,
     want_features: bool,
 ) -> Result<Option<Record>, Verdict> {
-    let deadline = Deadline::after(opts.timeout);
     let rows = sql::query(
         opts,
         dsn,
-        deadline,
-        USER_QUERY,
-        &[Param::Text(user)],
+        Deadline::after(opts.timeout),
+        LOOKUP,
+        &[Param::Int(i64::from(want_features)), Param::Text(user)],
         MAX_ROWS,
     )?;
-    let mut found = None;
-    for row in &rows {
-        let (id, class, login, password) = user_row(row)?;
-        if found.is_none() && login.is_some_and(|l| l.eq_ignore_ascii_case(user.as_bytes())) {
-            found = Some((id, class, password));
-        }
+    let rows = rows.iter().map(read_row).collect::<Result<Vec<_>, _>>()?;
+    // The user objects, active users first, then by id (a user's feature rows repeat its
+    // columns, and sit together once sorted).
+    let mut users: Vec<UserRow> = rows.iter().map(|(u, _)| *u).collect();
+    users.sort_by_key(|&(id, class, _, _)| (class != ACTIVE_USER, id));
+    users.dedup();
+    if users.len() > MAX_USERS {
+        return Err(Verdict::Unavailable(format!(
+            "more than {MAX_USERS} user objects for one login: does dsn= name the right \
+             database?"
+        )));
     }
-    let Some((id, object_class, password)) = found else {
+    // Kopano's own re-check of the collation's match (stricmp): the first object whose
+    // login equals the name under ASCII case folding.
+    let Some(&(id, object_class, _, password)) = users
+        .iter()
+        .find(|(_, _, login, _)| login.is_some_and(|l| l.eq_ignore_ascii_case(user.as_bytes())))
+    else {
         return Ok(None);
     };
     let mut record = Record {
@@ -106,19 +135,22 @@ pub fn lookup(
         enabled: Vec::new(),
         disabled: Vec::new(),
     };
-    if want_features && object_class == ACTIVE_USER {
-        let props = sql::query(opts, dsn, deadline, FEATURE_QUERY, &[Param::Int(id)], 64)?;
-        for row in &props {
-            let (Some(Some(propname)), Some(value)) = (row.text(0), row.text(1)) else {
-                return Err(odd_row());
-            };
-            let Some(value) = value else { continue };
-            let feature = String::from_utf8_lossy(value).trim().to_ascii_lowercase();
-            if propname.eq_ignore_ascii_case(b"0x67B3101E") {
-                record.enabled.push(feature);
-            } else {
-                record.disabled.push(feature);
-            }
+    let features = rows
+        .iter()
+        .filter(|((row_id, ..), _)| *row_id == id)
+        .filter_map(|(_, feature)| *feature);
+    for (n, (propname, value)) in features.enumerate() {
+        if n == MAX_FEATURES {
+            return Err(Verdict::Unavailable(format!(
+                "more than {MAX_FEATURES} feature values for one login: does dsn= name the \
+                 right database?"
+            )));
+        }
+        let feature = String::from_utf8_lossy(value).trim().to_ascii_lowercase();
+        if propname.eq_ignore_ascii_case(b"0x67B3101E") {
+            record.enabled.push(feature);
+        } else {
+            record.disabled.push(feature);
         }
     }
     Ok(Some(record))
@@ -127,6 +159,12 @@ pub fn lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lookup_spells_the_active_user_class_as_the_code_does() {
+        let active = format!("o.objectclass = {ACTIVE_USER}");
+        assert!(LOOKUP.mysql.contains(&active));
+    }
 
     #[test]
     fn endpoint_never_shows_the_password() {
