@@ -16,8 +16,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, TryLockError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// The user names of one directory, compared as MailStore compares them: ignoring the case
 /// of ASCII letters (the module's one case rule, `options::fold_case`).
@@ -205,7 +205,8 @@ pub fn shared(
         }
         slots.entry(key).or_default().clone()
     };
-    let Some(mut held) = lock_within(&slot, opts.timeout) else {
+    // Bounded: a lock held across fork() by a thread that is gone would hang the login.
+    let Some(mut held) = crate::lock::lock_until(&slot, Instant::now() + opts.timeout) else {
         return Err(format!(
             "another login of this process is still reading the directory (over {:?})",
             opts.timeout
@@ -223,20 +224,6 @@ pub fn shared(
         *held = Some((Instant::now(), directory.clone()));
     }
     Ok(directory)
-}
-
-/// The lock, waiting at most `within` (a lock held across fork() by a thread that is gone
-/// would otherwise hang the login).
-fn lock_within<T>(mutex: &Mutex<T>, within: Duration) -> Option<std::sync::MutexGuard<'_, T>> {
-    let deadline = Instant::now() + within;
-    loop {
-        match mutex.try_lock() {
-            Ok(guard) => return Some(guard),
-            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) if Instant::now() >= deadline => return None,
-            Err(TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(5)),
-        }
-    }
 }
 
 #[cfg(test)]
