@@ -388,6 +388,30 @@ pub enum DirError {
     Unusable(String),
 }
 
+/// Why a user's shared tally could not be had for one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TallyError {
+    /// This process cannot use the file (permissions, I/O): it counts in its process from now.
+    Unusable(String),
+    /// Another process held it past this check's time, or it kept being replaced: only this
+    /// check counts in its process. Not a permissions problem, and not one to report as one.
+    Busy(String),
+}
+
+impl From<String> for TallyError {
+    fn from(why: String) -> Self {
+        TallyError::Unusable(why)
+    }
+}
+
+impl std::fmt::Display for TallyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TallyError::Unusable(why) | TallyError::Busy(why) => f.write_str(why),
+        }
+    }
+}
+
 /// The tally directory, opened and checked (owner root, not writable by other, not a link).
 pub struct TallyDir {
     fd: OwnedFd,
@@ -520,7 +544,7 @@ impl TallyDir {
         now: u64,
         until: Instant,
         change: impl FnOnce(&mut Tally) -> R,
-    ) -> Result<Option<R>, String> {
+    ) -> Result<Option<R>, TallyError> {
         let name = file_name(user);
         // A file removed between our open and our lock is reopened (bounded).
         for _ in 0..8 {
@@ -532,8 +556,13 @@ impl TallyDir {
             let Some(mut file) = file else {
                 return Ok(None);
             };
-            lock_exclusive(&file, until)
-                .map_err(|e| format!("tally file {}/{name}: {e}", self.path.display()))?;
+            lock_exclusive(&file, until).map_err(|e| {
+                let why = format!("tally file {}/{name}: {e}", self.path.display());
+                match e {
+                    LockError::Held => TallyError::Busy(why),
+                    LockError::Failed(_) => TallyError::Unusable(why),
+                }
+            })?;
             if file.metadata().map(|m| m.nlink()).unwrap_or(0) == 0 {
                 continue;
             }
@@ -563,10 +592,10 @@ impl TallyDir {
             }
             return Ok(Some(result));
         }
-        Err(format!(
+        Err(TallyError::Busy(format!(
             "tally file {}/{name} keeps being replaced",
             self.path.display()
-        ))
+        )))
     }
 
     /// Whether the directory holds [`DIR_MAX_FILES`] tally files, after sweeping spent ones
@@ -675,10 +704,25 @@ impl NoFollow for std::fs::OpenOptions {
     }
 }
 
+enum LockError {
+    /// Still held by another process when the wait ended.
+    Held,
+    Failed(std::io::Error),
+}
+
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::Held => f.write_str("locked by another process past this check's time"),
+            LockError::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// `flock(LOCK_EX)`, waiting until `until` (the check's budget) and at most two seconds:
 /// holders keep it only to read and write a few lines, so a lock held longer belongs to a
 /// stopped process and must not hang the login.
-fn lock_exclusive(file: &std::fs::File, until: Instant) -> Result<(), String> {
+fn lock_exclusive(file: &std::fs::File, until: Instant) -> Result<(), LockError> {
     let deadline = until.min(Instant::now() + SETTLE_WAIT);
     loop {
         // SAFETY: a valid descriptor.
@@ -687,10 +731,10 @@ fn lock_exclusive(file: &std::fs::File, until: Instant) -> Result<(), String> {
         }
         let e = errno();
         if e != libc::EWOULDBLOCK && e != libc::EINTR {
-            return Err(std::io::Error::from_raw_os_error(e).to_string());
+            return Err(LockError::Failed(std::io::Error::from_raw_os_error(e)));
         }
         if Instant::now() >= deadline {
-            return Err("locked by another process past this check's time".into());
+            return Err(LockError::Held);
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -801,7 +845,8 @@ impl Store {
                 Ok(Some(Some(r))) => return Some(r),
                 Ok(Some(None)) => return None,
                 Ok(None) => say_full(host, dir.path(), now),
-                Err(why) => fall_back(host, &why),
+                Err(TallyError::Unusable(why)) => fall_back(host, &why),
+                Err(TallyError::Busy(why)) => say_busy(host, &why),
             }
             *self = Store::Local;
             return update_local(user, true, policy, now, until, change?)?;
@@ -821,6 +866,14 @@ fn fall_back(host: &dyn Host, why: &str) {
             "throttle: {why}; counting failures in this process only (a host running as a \
              non-root user needs a group-writable tally_dir: chgrp GROUP DIR; chmod 2770 DIR)"
         ),
+    );
+}
+
+/// Says that this check's tally was busy: it counts in this process instead.
+fn say_busy(host: &dyn Host, why: &str) {
+    host.log(
+        Level::Warning,
+        &format!("throttle: {why}; this check is counted in this process only"),
     );
 }
 
@@ -979,7 +1032,9 @@ pub fn reset(policy: &Policy, user: &str) -> Result<bool, String> {
     })?;
     let now = now_ms();
     let until = Instant::now() + SETTLE_WAIT;
-    let found = dir.update(user, false, policy, now, until, |t| t.failures.clear())?;
+    let found = dir
+        .update(user, false, policy, now, until, |t| t.failures.clear())
+        .map_err(|e| e.to_string())?;
     // Failures of a name the backend did not know live in the process that counted them.
     let _ = update_local(user, false, policy, now, until, |t| t.failures.clear());
     Ok(found.is_some())
@@ -1333,6 +1388,44 @@ mod tests {
         let log = host.0.lock().unwrap().clone();
         let full: Vec<_> = log.iter().filter(|l| l.contains("tally files")).collect();
         assert_eq!(full.len(), 1, "{log:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A tally file another process keeps locked past the check's time is "busy": this check
+    /// counts in its process, and the log says so without the permissions advice that a
+    /// directory this process cannot write calls for.
+    #[test]
+    fn a_tally_locked_past_the_checks_time_is_busy_not_a_permissions_problem() {
+        let dir = fresh_dir("busy");
+        let mut p = policy(3);
+        p.dir = dir.clone();
+        let tallies = TallyDir::open(&dir).unwrap();
+        let now = now_ms();
+        // Create the file, then hold its lock through a second open file description, as
+        // another process would.
+        let until = Instant::now() + Duration::from_secs(1);
+        let created = tallies.update("john", true, &p, now, until, |t| t.failures.push(now));
+        assert_eq!(created, Ok(Some(())));
+        let held = std::fs::File::open(dir.join(file_name("john"))).unwrap();
+        assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+
+        let soon = || Instant::now() + Duration::from_millis(50);
+        let busy = tallies.update("john", true, &p, now, soon(), |_| ());
+        assert!(matches!(busy, Err(TallyError::Busy(_))), "{busy:?}");
+
+        let host = LogHost::default();
+        let mut store = Store::Shared(tallies);
+        let counted = store.update(&host, "john", &p, now, soon(), |t| t.failures.push(now));
+        assert_eq!(counted, Some(()), "counted in the process instead");
+        let log = host.0.lock().unwrap().clone();
+        assert!(
+            log.iter()
+                .any(|l| l.contains("counted in this process only")),
+            "{log:?}"
+        );
+        assert!(!log.iter().any(|l| l.contains("chgrp")), "{log:?}");
+        let _ = update_local("john", false, &p, now, soon(), |t| t.failures.clear());
+        drop(held);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
