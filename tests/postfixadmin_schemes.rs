@@ -155,3 +155,25 @@ fn damaged_values_are_unreadable_not_refused() {
         }
     }
 }
+
+/// Values `doveadm pw` really writes with more rounds than a login may cost are refused before
+/// any round is computed, naming the parameter; at the ceiling they are still checked.
+#[test]
+fn rounds_above_the_ceiling_are_refused_before_they_are_computed() {
+    for scheme in ["SHA512-CRYPT", "SHA256-CRYPT"] {
+        let over = doveadm_rounds(scheme, 1_000_001, "secret");
+        let started = std::time::Instant::now();
+        match outcome(&over, "secret", WeakSchemes::Refuse) {
+            Outcome::Unreadable(why) => assert!(why.contains("rounds=1000001"), "{why}"),
+            other => panic!("{scheme} over the ceiling: {other:?}"),
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(50),
+            "{scheme}: computed before refusing ({:?})",
+            started.elapsed()
+        );
+        let at = doveadm_rounds(scheme, 1_000_000, "secret");
+        assert_eq!(outcome(&at, "secret", WeakSchemes::Refuse), Outcome::Match);
+        assert_eq!(outcome(&at, WRONG, WeakSchemes::Refuse), Outcome::Mismatch);
+    }
+}

@@ -70,6 +70,31 @@ pub fn doveadm(scheme: &str, password: &str) -> String {
         .to_string()
 }
 
+/// `doveadm pw -s SCHEME -r ROUNDS`: the scheme's cost parameter set by the generator.
+pub fn doveadm_rounds(scheme: &str, rounds: u32, password: &str) -> String {
+    let out = Command::new("doveadm")
+        .args([
+            "pw",
+            "-s",
+            scheme,
+            "-r",
+            &rounds.to_string(),
+            "-p",
+            password,
+        ])
+        .output()
+        .expect("doveadm (apt-get install dovecot-core)");
+    assert!(
+        out.status.success(),
+        "doveadm pw -s {scheme} -r {rounds}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string()
+}
+
 /// Whether Dovecot itself accepts `password` for `stored` (`doveadm pw -t`), to show that the
 /// module's reading of odd values is Dovecot's.
 pub fn doveadm_verifies(stored: &str, password: &str) -> bool {

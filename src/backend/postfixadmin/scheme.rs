@@ -401,16 +401,20 @@ fn check_crypt(crypt: &str, password: &[u8]) -> Checked {
             },
         )
     };
-    if let Some(rest) = crypt.strip_prefix("$6$") {
-        return match sha_crypt_check(rest, password, true) {
-            Some(m) => from_bool("SHA512-CRYPT", m),
-            None => unreadable("SHA512-CRYPT", "is malformed"),
+    for (prefix, scheme, sha512) in [
+        ("$6$", "SHA512-CRYPT", true),
+        ("$5$", "SHA256-CRYPT", false),
+    ] {
+        let Some(rest) = crypt.strip_prefix(prefix) else {
+            continue;
         };
-    }
-    if let Some(rest) = crypt.strip_prefix("$5$") {
-        return match sha_crypt_check(rest, password, false) {
-            Some(m) => from_bool("SHA256-CRYPT", m),
-            None => unreadable("SHA256-CRYPT", "is malformed"),
+        if let Some(rounds) = sha_crypt_rounds(rest).filter(|&r| r > cost_ceiling::SHA_CRYPT_ROUNDS)
+        {
+            return unreadable(scheme, &cost_ceiling::exceeded("rounds", rounds));
+        }
+        return match sha_crypt_check(rest, password, sha512) {
+            Some(m) => from_bool(scheme, m),
+            None => unreadable(scheme, "is malformed"),
         };
     }
     if crypt.starts_with("$1$") {
@@ -427,6 +431,11 @@ fn check_crypt(crypt: &str, password: &[u8]) -> Checked {
         .iter()
         .any(|p| crypt.starts_with(p))
     {
+        if let Some(cost) = crypt.get(4..6).and_then(|c| c.parse::<u32>().ok()) {
+            if cost > cost_ceiling::BCRYPT_COST {
+                return unreadable("BLF-CRYPT", &cost_ceiling::exceeded("cost", cost.into()));
+            }
+        }
         // bcrypt's own comparison is constant-time; it reads at most 72 password bytes, as
         // every bcrypt does.
         return match bcrypt::verify(password, crypt) {
@@ -446,6 +455,16 @@ fn check_crypt(crypt: &str, password: &[u8]) -> Checked {
         let Ok(parsed) = PasswordHash::new(crypt) else {
             return unreadable(scheme, "is malformed");
         };
+        let param = |name: &str| parsed.params.get_decimal(name).map(u64::from);
+        for (name, ceiling) in [
+            ("m", cost_ceiling::ARGON2_MEMORY_KIB),
+            ("t", cost_ceiling::ARGON2_PASSES),
+            ("p", cost_ceiling::ARGON2_LANES),
+        ] {
+            if let Some(value) = param(name).filter(|&v| v > ceiling) {
+                return unreadable(scheme, &cost_ceiling::exceeded(name, value));
+            }
+        }
         // The algorithm, version and cost come from the stored string itself.
         return match Argon2::default().verify_password(password, &parsed) {
             Ok(()) => from_bool(scheme, true),
@@ -474,6 +493,31 @@ fn check_crypt(crypt: &str, password: &[u8]) -> Checked {
         ),
         None => unreadable("crypt(3)", "has no crypt(3) form this module knows"),
     }
+}
+
+/// What a stored hash may ask of the login: a row that asks for more (hours of bcrypt, GiBs of
+/// Argon2 memory) is an outage of the host, not a password check, and is never computed. The
+/// ceilings sit well above every generator's default (doveadm pw, PHP, PostfixAdmin: bcrypt
+/// cost 10, SHA-crypt 5000 rounds, Argon2 32-64 MiB with 3-4 passes).
+mod cost_ceiling {
+    pub const BCRYPT_COST: u32 = 15;
+    pub const SHA_CRYPT_ROUNDS: u64 = 1_000_000;
+    pub const ARGON2_MEMORY_KIB: u64 = 256 * 1024;
+    pub const ARGON2_PASSES: u64 = 16;
+    pub const ARGON2_LANES: u64 = 16;
+
+    pub fn exceeded(parameter: &str, value: u64) -> String {
+        format!(
+            "asks for {parameter}={value}, more than this module computes in a login (limits \
+             in pam_mailauth(8), weak_schemes=); have the password stored again"
+        )
+    }
+}
+
+/// The `rounds=` a SHA-crypt string asks for, if it gives one.
+fn sha_crypt_rounds(rest: &str) -> Option<u64> {
+    let (n, _) = rest.strip_prefix("rounds=")?.split_once('$')?;
+    n.parse().ok()
 }
 
 /// SHA-crypt after the `$5$`/`$6$`: `[rounds=N$]salt$hash`, read as glibc and PHP read it
@@ -541,6 +585,49 @@ mod tests {
         assert_eq!(outcome(empty, "secreT", R), Outcome::Mismatch);
         assert_eq!(outcome(s6, "secret", R), Outcome::Match);
         assert_eq!(outcome(s6, "Secret", R), Outcome::Mismatch);
+    }
+
+    /// A row asking for more work than a login may cost is refused before any is done (each
+    /// of these took minutes or GiBs before the ceiling), and says which parameter to fix.
+    #[test]
+    fn costs_above_the_ceilings_are_unreadable_at_once() {
+        let started = std::time::Instant::now();
+        for (stored, parameter) in [
+            (
+                "$2y$31$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234",
+                "cost=31",
+            ),
+            (
+                "{BLF-CRYPT}$2b$16$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234",
+                "cost=16",
+            ),
+            ("$6$rounds=999999999$salt$hash", "rounds=999999999"),
+            (
+                "{SHA256-CRYPT}$5$rounds=1000001$salt$hash",
+                "rounds=1000001",
+            ),
+            (
+                "{ARGON2ID}$argon2id$v=19$m=4194304,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+                "m=4194304",
+            ),
+            (
+                "$argon2i$v=19$m=65536,t=1000,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+                "t=1000",
+            ),
+            (
+                "$argon2id$v=19$m=65536,t=3,p=255$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+                "p=255",
+            ),
+        ] {
+            match check(stored, b"secret", WeakSchemes::Refuse).outcome {
+                Outcome::Unreadable(why) => assert!(why.contains(parameter), "{stored}: {why}"),
+                other => panic!("{stored}: {other:?}"),
+            }
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // At the ceilings' side of the defaults: computed as before.
+        let s6 = "$6$rounds=5000$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+        assert_eq!(outcome(s6, "secret", WeakSchemes::Refuse), Outcome::Match);
     }
 
     #[test]
