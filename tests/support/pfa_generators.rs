@@ -55,38 +55,24 @@ pub fn pacrypt(encrypt: &str, flavor: Option<&str>, password: &str, db: Option<&
 
 /// What `doveadm pw -s scheme` prints for `password` (without the newline).
 pub fn doveadm(scheme: &str, password: &str) -> String {
-    let out = Command::new("doveadm")
-        .args(["pw", "-s", scheme, "-p", password])
-        .output()
-        .expect("doveadm (apt-get install dovecot-core)");
-    assert!(
-        out.status.success(),
-        "doveadm pw -s {scheme}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim_end()
-        .to_string()
+    doveadm_pw(&["-s", scheme, "-p", password])
 }
 
 /// `doveadm pw -s SCHEME -r ROUNDS`: the scheme's cost parameter set by the generator.
 pub fn doveadm_rounds(scheme: &str, rounds: u32, password: &str) -> String {
+    doveadm_pw(&["-s", scheme, "-r", &rounds.to_string(), "-p", password])
+}
+
+/// What `doveadm pw ARGS` prints, without the newline.
+fn doveadm_pw(args: &[&str]) -> String {
     let out = Command::new("doveadm")
-        .args([
-            "pw",
-            "-s",
-            scheme,
-            "-r",
-            &rounds.to_string(),
-            "-p",
-            password,
-        ])
+        .arg("pw")
+        .args(args)
         .output()
         .expect("doveadm (apt-get install dovecot-core)");
     assert!(
         out.status.success(),
-        "doveadm pw -s {scheme} -r {rounds}: {}",
+        "doveadm pw {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout)
