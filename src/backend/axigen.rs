@@ -26,7 +26,7 @@ use crate::jsobject;
 use crate::options::{AxigenApi, LoginMethod, Options};
 use crate::secret::Secret;
 use crate::verdict::Verdict;
-use reqwest::blocking::Client;
+use reqwest::Client;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{StatusCode, Url};
 use std::cell::RefCell;

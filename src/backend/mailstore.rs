@@ -16,7 +16,7 @@ use crate::jsobject;
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
-use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::{Client, RequestBuilder};
 use reqwest::StatusCode;
 use std::sync::Arc;
 use zeroize::Zeroizing;

@@ -28,7 +28,7 @@ use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::{Client, RequestBuilder};
 use reqwest::StatusCode;
 
 /// The endpoints that answer 200 on the right base; tried in this order.
