@@ -1,5 +1,6 @@
-//! The HTTP layer every HTTP backend shares: one kept-alive client per configuration and
-//! process, one deadline per URL tried, verified TLS, no redirects, capped bodies, ordered
+//! The HTTP layer every HTTP backend shares: requests on the calling thread, kept-alive
+//! clients per configuration and thread (the TLS context per process), one deadline per URL
+//! tried, verified TLS, no redirects, capped bodies, ordered
 //! failover, and skipping URLs marked offline (`crate::offline`).
 //!
 //! The time bound: `failover` gives each URL one [`Deadline`] of `timeout=`, and every
@@ -99,10 +100,7 @@ fn build_tls(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdi
         // the bytes used, so a CA file swapped after the options were checked cannot slip in.
         let pem = crate::trusted_file::read_cafile(path).map_err(Verdict::Misconfigured)?;
         let certs = openssl::x509::X509::stack_from_pem(pem.text.as_bytes()).map_err(|e| {
-            Verdict::Misconfigured(format!(
-                "cafile {}: not a PEM bundle: {e}",
-                path.display()
-            ))
+            Verdict::Misconfigured(format!("cafile {}: not a PEM bundle: {e}", path.display()))
         })?;
         if certs.is_empty() {
             return Err(Verdict::Misconfigured(format!(
@@ -113,18 +111,16 @@ fn build_tls(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdi
         // Only these: cafile= replaces the system's roots, it does not add to them.
         tls.disable_built_in_roots(true);
         for cert in certs {
-            let der = cert.to_der().map_err(|e| {
-                Verdict::Misconfigured(format!("cafile {}: {e}", path.display()))
-            })?;
-            let cert = native_tls::Certificate::from_der(&der).map_err(|e| {
-                Verdict::Misconfigured(format!("cafile {}: {e}", path.display()))
-            })?;
+            let der = cert
+                .to_der()
+                .map_err(|e| Verdict::Misconfigured(format!("cafile {}: {e}", path.display())))?;
+            let cert = native_tls::Certificate::from_der(&der)
+                .map_err(|e| Verdict::Misconfigured(format!("cafile {}: {e}", path.display())))?;
             tls.add_root_certificate(cert);
         }
     }
-    tls.build().map_err(|e| {
-        Verdict::Misconfigured(format!("cannot set up TLS for the HTTP client: {e}"))
-    })
+    tls.build()
+        .map_err(|e| Verdict::Misconfigured(format!("cannot set up TLS for the HTTP client: {e}")))
 }
 
 /// A client kept by one thread, with the process and runtime generation it belongs to.
@@ -191,8 +187,10 @@ pub fn client(key: &ClientKey) -> Result<Client, Verdict> {
 }
 
 fn build(key: &ClientKey) -> Result<Client, Verdict> {
+    // No client-wide timeout: `send` and `read_capped` run under the attempt's deadline
+    // (`runtime::run`), one bound for the whole exchange, which spares reqwest a timer per
+    // request and per body.
     let mut builder = Client::builder()
-        .timeout(key.timeout)
         .connect_timeout(key.connect_timeout)
         // Following a redirect would replay the credentials to wherever it points.
         .redirect(reqwest::redirect::Policy::none())
@@ -309,7 +307,7 @@ pub fn failover(
             failures.push(format!("{}: {skip}", host_of(url)));
             continue;
         }
-        // Started before the client is fetched: building one on first use (a runtime thread,
+        // Started before the client is fetched: building one on first use (the runtime,
         // the TLS context) counts against the same bound.
         let deadline = Deadline::start(opts.timeout);
         let client = match client(&key) {

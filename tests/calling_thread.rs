@@ -56,7 +56,11 @@ fn logins_start_no_thread_and_reuse_one_connection() {
         &[(CHILD_URL, server.url("/"))],
     );
     assert_eq!(server.count(), 51);
-    assert_eq!(server.connections(), 1, "one kept-alive connection for every login");
+    assert_eq!(
+        server.connections(),
+        1,
+        "one kept-alive connection for every login"
+    );
 }
 
 /// Apache's event MPM, Dovecot's auth workers: many threads of one process in PAM at once.
@@ -109,9 +113,8 @@ fn threads_in_pam_at_once_each_keep_a_connection_and_leave_nothing_when_they_exi
 #[test]
 fn a_connection_the_server_closed_while_idle_is_not_used_again() {
     let store = MailStore::new(&[(USER, PASSWORD)]);
-    let server = Server::closing_idle_after(Duration::from_millis(150), move |req| {
-        store.answer(req)
-    });
+    let server =
+        Server::closing_idle_after(Duration::from_millis(150), move |req| store.answer(req));
     let svc = line(&server.url("/"));
     for round in 1..=4 {
         assert_eq!(
