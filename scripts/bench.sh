@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark of BENCHMARKS.md, in ONE run on one machine:
 #   scripts/bench.sh                     (as root, on Debian; see BENCHMARKS.md)
-# Starts, in a private temp dir and on free loopback ports: nginx answering MailStore's
-# {"succeeded": true}, a private MariaDB holding Kopano's tables and PostfixAdmin's mailbox
+# Starts, in a private temp dir and on free loopback ports: nginx answering a successful login
+# as MailStore, Axigen WebMail, James webadmin and kopano-server answer it (ApacheBench times
+# the same requests on it, as the no-thread-hop baseline), a private MariaDB holding Kopano's tables and PostfixAdmin's mailbox
 # and domain tables (hashes made by doveadm pw), and saslauthd (4 workers,
 # under pam_wrapper); then runs examples/bench.rs, which prints one table with the ratios and
 # PASS/MISS per target. Everything it started is stopped when it exits.
@@ -15,7 +16,7 @@ ROOT=$PWD
 
 . scripts/ensure-packages.sh
 ensure_packages nginx-light mariadb-server sasl2-bin libpam-mysql libpam-wrapper libpam0g-dev curl python3 \
-  dovecot-core
+  dovecot-core apache2-utils
 PATH=$PATH:/usr/sbin:/sbin
 WRAPPER=$(ls /usr/lib/*/libpam_wrapper.so 2>/dev/null | head -1)
 
@@ -42,7 +43,7 @@ wait_for() { # command, what
   echo "$2 did not come up" >&2; exit 1
 }
 
-echo "== nginx (MailStore endpoint answering a fixed success)"
+echo "== nginx (MailStore, Axigen, James and Kopano endpoints answering a fixed success)"
 NGINX_PORT=$(free_port)
 mkdir -p "$WORK/nginx/tmp"
 cat >"$WORK/nginx/nginx.conf" <<EOF
@@ -67,12 +68,49 @@ http {
       default_type application/json;
       return 200 '{"succeeded": true}';
     }
+    # Axigen WebMail's root (protocols.md, "Axigen WebMail"): the login POST answers 303 with
+    # the _hmail cookie, the _h Location and, for custom=ajax, the success body; the logout
+    # (GET with _h and the cookie) lands on the login page. nginx's 'return 303' cannot carry
+    # a body, so the POST is turned into the 303 through error_page.
+    location = /axigen/ {
+      if (\$request_method = POST) { return 418; }
+      default_type "text/html; charset=utf-8";
+      return 200 '';
+    }
+    error_page 418 =303 @axigen_login;
+    location @axigen_login {
+      default_type "text/html; charset=utf-8";
+      add_header Set-Cookie "_hmail=bench-cookie;Path=/;Version=1;" always;
+      add_header Location "/?_h=bench-url-key" always;
+      return 200 '{ success: true, sessionKey: "bench-session" }';
+    }
+    # James webadmin: POST /users/{user}/verify answers 204 for the right password; the
+    # account phase's HEAD /users/{user} answers 200.
+    location ~ ^/james/users/[^/]+/verify\$ {
+      if (\$request_method != POST) { return 405; }
+      return 204;
+    }
+    location ~ ^/james/users/[^/]+\$ {
+      if (\$request_method != HEAD) { return 405; }
+      return 200;
+    }
+    # kopano-server's gSOAP endpoint: HTTP 200 and a logonResponse with er 0.
+    location = /kopano/ {
+      if (\$request_method != POST) { return 405; }
+      default_type "text/xml; charset=utf-8";
+      return 200 '<?xml version="1.0" encoding="UTF-8"?>
+<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/" xmlns:SOAP-ENC="http://schemas.xmlsoap.org/soap/encoding/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:ns="urn:zarafa"><SOAP-ENV:Body SOAP-ENV:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><ns:logonResponse><er>0</er><ulSessionId>20015998343868</ulSessionId><lpszVersion>0,8,7,80,0</lpszVersion><ulCapabilities>848</ulCapabilities><sLicenseResponse></sLicenseResponse><sServerGuid>AAECAwQFBgcICQoLDA0ODw==</sServerGuid></ns:logonResponse></SOAP-ENV:Body></SOAP-ENV:Envelope>
+';
+    }
   }
 }
 EOF
 setsid nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" </dev/null >"$WORK/nginx/out.log" 2>&1 &
 PGIDS+=($!)
 URL="http://127.0.0.1:$NGINX_PORT/mailstore-integration/index.php"
+AXIGEN_URL="http://127.0.0.1:$NGINX_PORT/axigen/"
+JAMES_URL="http://127.0.0.1:$NGINX_PORT/james"
+KOPANO_URL="http://127.0.0.1:$NGINX_PORT/kopano/"
 wait_for "curl -sf -d cmd=auth $URL" nginx
 
 echo "== MariaDB (private; Kopano DB-plugin tables)"
@@ -208,7 +246,8 @@ wait_for "test -S $WORK/sasl/run/mux" saslauthd
 
 echo "== machine: $(nproc) cores; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== command: scripts/bench.sh (BENCH_ROUNDS=${BENCH_ROUNDS:-9} BENCH_N=${BENCH_N:-300} BENCH_SASL_SECONDS=${BENCH_SASL_SECONDS:-5})"
-BENCH_URL="$URL" BENCH_EXEC_SCRIPT="$WORK/check.sh" \
+BENCH_URL="$URL" BENCH_AXIGEN_URL="$AXIGEN_URL" BENCH_JAMES_URL="$JAMES_URL" BENCH_KOPANO_URL="$KOPANO_URL" \
+BENCH_EXEC_SCRIPT="$WORK/check.sh" \
 BENCH_MYSQL_PORT="$DB_PORT" BENCH_MYSQL_PASSWORD="$DB_PASSWORD" BENCH_PFA_PORT="$DB_PORT" \
 BENCH_SASL_MUX="$WORK/sasl/run/mux" \
   "$ROOT/target/release/examples/bench"

@@ -1,5 +1,6 @@
-//! The HTTP layer every HTTP backend shares: one kept-alive client per configuration and
-//! process, one deadline per URL tried, verified TLS, no redirects, capped bodies, ordered
+//! The HTTP layer every HTTP backend shares: requests on the calling thread, kept-alive
+//! clients per configuration and thread (the TLS context per process), one deadline per URL
+//! tried, verified TLS, no redirects, capped bodies, ordered
 //! failover, and skipping URLs marked offline (`crate::offline`).
 //!
 //! The time bound: `failover` gives each URL one [`Deadline`] of `timeout=`, and every
@@ -13,14 +14,15 @@
 use crate::backend::Answer;
 use crate::offline;
 use crate::options::Options;
+use crate::runtime::{self, Stopped};
 use crate::verdict::Verdict;
-use once_cell::sync::Lazy;
-use reqwest::blocking::{Client, RequestBuilder, Response};
-use std::cell::Cell;
+use once_cell::sync::{Lazy, OnceCell};
+use reqwest::{Client, RequestBuilder, Response};
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::io::Read;
+use std::mem::ManuallyDrop;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Every auth answer and a WebMail login page fit in this; more is a broken or hostile server.
@@ -47,73 +49,58 @@ impl ClientKey {
     }
 }
 
-struct Pooled {
+// Where the I/O happens, and what is kept (docs/perf.md): requests run on the calling
+// thread, on its current-thread runtime (`crate::runtime`), with no thread hop. A client's
+// pooled connections are tasks of the runtime that opened them and make progress only while
+// that runtime runs, so a connection must never be handed to another thread: clients are kept
+// per thread (and per runtime generation). What is expensive to build, the TLS context with
+// the trust roots (about a megabyte and a noticeable fraction of a second for the system's
+// roots), is built once per process and shared by the threads' clients.
+
+/// The TLS context for one `cafile=` (or the system's roots), built once per process.
+struct Tls {
     pid: u32,
-    client: Client,
+    connector: Arc<OnceCell<native_tls::TlsConnector>>,
 }
 
-/// Clients live for the life of the host process (the module is linked nodelete), so TLS
-/// set-up and connection pools are paid once, not per authentication.
-static CLIENTS: Lazy<Mutex<HashMap<ClientKey, Pooled>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+static TLS: Lazy<Mutex<HashMap<Option<PathBuf>, Tls>>> = Lazy::new(|| Mutex::new(HashMap::new()));
 
-/// The client for this configuration in this process, built on first use. A client is never
-/// dropped while its process lives (hyper itself drops connections that failed): dropping
-/// one joins its runtime thread, which waits for any name lookup still running there, for
-/// as long as the resolver's own timeouts, past any deadline of ours.
-pub fn client(key: &ClientKey) -> Result<Client, Verdict> {
+/// The process's TLS context for `cafile`, built on first use. Threads asking at once wait
+/// for the one building it rather than each loading the roots. A failure is not kept (a
+/// fixed `cafile=` works at the next login).
+fn tls_connector(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdict> {
     let pid = std::process::id();
-    // A pool lock still held after fork() by a thread that no longer exists must not hang
-    // the login: build an unpooled client instead.
-    let Some(mut pool) = crate::lock::lock_briefly(&CLIENTS) else {
-        return build(key);
+    // A lock still held after fork() by a thread that no longer exists must not hang the
+    // login: build an unshared context instead.
+    let cell = match crate::lock::lock_briefly(&TLS) {
+        Some(mut shared) => {
+            let fresh = || Tls {
+                pid,
+                connector: Arc::new(OnceCell::new()),
+            };
+            let entry = shared.entry(cafile.clone()).or_insert_with(fresh);
+            if entry.pid != pid {
+                // Inherited across fork(): possibly being built by a parent's thread that
+                // does not exist here. Never waited on, never dropped.
+                std::mem::forget(std::mem::replace(entry, fresh()));
+            }
+            entry.connector.clone()
+        }
+        None => Arc::new(OnceCell::new()),
     };
-    if let Some(p) = pool.get(key) {
-        if p.pid == pid {
-            return Ok(p.client.clone());
-        }
-    }
-    let client = build(key)?;
-    let stale = pool.insert(
-        key.clone(),
-        Pooled {
-            pid,
-            client: client.clone(),
-        },
-    );
-    if let Some(stale) = stale {
-        if stale.pid != pid {
-            // Inherited across fork(): its runtime thread does not exist here, and dropping
-            // it would wait for that thread forever. Leak it instead.
-            std::mem::forget(stale);
-        }
-    }
-    Ok(client)
+    cell.get_or_try_init(|| build_tls(cafile)).cloned()
 }
 
-fn build(key: &ClientKey) -> Result<Client, Verdict> {
-    let mut builder = Client::builder()
-        .timeout(key.timeout)
-        .connect_timeout(key.connect_timeout)
-        // Following a redirect would replay the credentials to wherever it points.
-        .redirect(reqwest::redirect::Policy::none())
-        // Authentication traffic goes straight to the configured endpoint, whatever proxy
-        // variables the host process happens to carry.
-        .no_proxy()
-        .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("pam_mailauth/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = &key.unix_socket {
-        builder = builder.unix_socket(path.as_path());
-    }
-    if let Some(path) = &key.cafile {
+fn build_tls(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdict> {
+    let mut tls = native_tls::TlsConnector::builder();
+    // What reqwest asks for itself: HTTP/1.1 is all the module speaks.
+    tls.request_alpns(&["http/1.1"]);
+    if let Some(path) = cafile {
         // The checked reader, as for the SQL backends: the bytes trusted_file checked are
         // the bytes used, so a CA file swapped after the options were checked cannot slip in.
         let pem = crate::trusted_file::read_cafile(path).map_err(Verdict::Misconfigured)?;
-        let certs = reqwest::Certificate::from_pem_bundle(pem.text.as_bytes()).map_err(|e| {
-            Verdict::Misconfigured(format!(
-                "cafile {}: not a PEM bundle: {}",
-                path.display(),
-                e.without_url()
-            ))
+        let certs = openssl::x509::X509::stack_from_pem(pem.text.as_bytes()).map_err(|e| {
+            Verdict::Misconfigured(format!("cafile {}: not a PEM bundle: {e}", path.display()))
         })?;
         if certs.is_empty() {
             return Err(Verdict::Misconfigured(format!(
@@ -121,7 +108,100 @@ fn build(key: &ClientKey) -> Result<Client, Verdict> {
                 path.display()
             )));
         }
-        builder = builder.tls_certs_only(certs);
+        // Only these: cafile= replaces the system's roots, it does not add to them.
+        tls.disable_built_in_roots(true);
+        for cert in certs {
+            let der = cert
+                .to_der()
+                .map_err(|e| Verdict::Misconfigured(format!("cafile {}: {e}", path.display())))?;
+            let cert = native_tls::Certificate::from_der(&der)
+                .map_err(|e| Verdict::Misconfigured(format!("cafile {}: {e}", path.display())))?;
+            tls.add_root_certificate(cert);
+        }
+    }
+    tls.build()
+        .map_err(|e| Verdict::Misconfigured(format!("cannot set up TLS for the HTTP client: {e}")))
+}
+
+/// A client kept by one thread, with the process and runtime generation it belongs to.
+struct Kept {
+    pid: u32,
+    generation: u64,
+    client: ManuallyDrop<Client>,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        if self.pid == std::process::id() {
+            // SAFETY: dropped once, here, and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.client) };
+        }
+        // Otherwise inherited across fork(): its connections are the parent's sessions, its
+        // tasks live in the parent's runtime. Never touched, so never dropped.
+    }
+}
+
+thread_local! {
+    /// This thread's clients, by configuration.
+    static CLIENTS: RefCell<HashMap<ClientKey, Kept>> = RefCell::new(HashMap::new());
+}
+
+/// This thread's client for this configuration, built on first use (cheap: the TLS context is
+/// the process's). Its connections stay open between PAM transactions and are reused by the
+/// next check on this thread.
+pub fn client(key: &ClientKey) -> Result<Client, Verdict> {
+    let generation = runtime::prepare().map_err(|s| match s {
+        Stopped::NoRuntime(why) => Verdict::Unavailable(why),
+        Stopped::TimedOut => Verdict::Unavailable("no I/O runtime".into()),
+    })?;
+    let pid = std::process::id();
+    let kept = CLIENTS
+        .try_with(|clients| {
+            let clients = clients.try_borrow().ok()?;
+            let kept = clients.get(key)?;
+            (kept.pid == pid && kept.generation == generation).then(|| (*kept.client).clone())
+        })
+        .ok()
+        .flatten();
+    if let Some(client) = kept {
+        return Ok(client);
+    }
+    let client = build(key)?;
+    let _ = CLIENTS.try_with(|clients| {
+        if let Ok(mut clients) = clients.try_borrow_mut() {
+            if clients.len() >= 16 && !clients.contains_key(key) {
+                // Many configurations in one thread: keep the map small rather than clever.
+                clients.clear();
+            }
+            clients.insert(
+                key.clone(),
+                Kept {
+                    pid,
+                    generation,
+                    client: ManuallyDrop::new(client.clone()),
+                },
+            );
+        }
+    });
+    Ok(client)
+}
+
+fn build(key: &ClientKey) -> Result<Client, Verdict> {
+    // No client-wide timeout: `send` and `read_capped` run under the attempt's deadline
+    // (`runtime::run`), one bound for the whole exchange, which spares reqwest a timer per
+    // request and per body.
+    let mut builder = Client::builder()
+        .connect_timeout(key.connect_timeout)
+        // Following a redirect would replay the credentials to wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
+        // Authentication traffic goes straight to the configured endpoint, whatever proxy
+        // variables the host process happens to carry.
+        .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("pam_mailauth/", env!("CARGO_PKG_VERSION")))
+        .tls_backend_preconfigured(tls_connector(&key.cafile)?);
+    if let Some(path) = &key.unix_socket {
+        builder = builder.unix_socket(path.as_path());
     }
     builder.build().map_err(|e| {
         Verdict::Misconfigured(format!(
@@ -174,6 +254,18 @@ impl Deadline {
         self.offline.get()
     }
 
+    /// The words for a request the runtime stopped; a deadline that passed marks the server
+    /// offline, as a timeout reported by reqwest does.
+    fn stopped(&self, stopped: Stopped) -> String {
+        match stopped {
+            Stopped::TimedOut => {
+                self.offline.set(true);
+                self.passed()
+            }
+            Stopped::NoRuntime(why) => why,
+        }
+    }
+
     fn note(&self, err: &reqwest::Error) {
         if err.is_timeout() || refused_or_unreachable(err) {
             self.offline.set(true);
@@ -215,7 +307,7 @@ pub fn failover(
             failures.push(format!("{}: {skip}", host_of(url)));
             continue;
         }
-        // Started before the client is fetched: building one on first use (a runtime thread,
+        // Started before the client is fetched: building one on first use (the runtime,
         // the TLS context) counts against the same bound.
         let deadline = Deadline::start(opts.timeout);
         let client = match client(&key) {
@@ -287,23 +379,32 @@ pub fn describe(err: &reqwest::Error, deadline: &Deadline) -> String {
     }
 }
 
-/// Sends one request with what is left of the attempt's deadline. Set per request, the
-/// timeout reaches reqwest's async core, which bounds everything from name resolution to the
-/// last byte of the body (`read_capped` reads within it); the client's own timeout would
-/// bound each read separately, so a server dripping one byte at a time could hold a login
-/// for ever. A spent deadline sends nothing.
+/// Sends one request with what is left of the attempt's deadline, on this thread's runtime
+/// (`runtime::run` bounds everything from name resolution to the answer's head). A spent
+/// deadline sends nothing.
 pub fn send(request: RequestBuilder, deadline: &Deadline) -> Result<Response, Attempt> {
     let Some(left) = deadline.left() else {
         return Err(Attempt::NextUrl(deadline.passed()));
     };
-    request.timeout(left).send().map_err(|err| {
-        deadline.note(&err);
-        Attempt::NextUrl(describe(&err, deadline))
-    })
+    let exchange = async {
+        // A kept-alive connection the server closed since this thread last ran its runtime
+        // must leave the pool before this request picks one.
+        runtime::catch_up().await;
+        request.send().await
+    };
+    match runtime::run(left, exchange) {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(err)) => {
+            deadline.note(&err);
+            Err(Attempt::NextUrl(describe(&err, deadline)))
+        }
+        Err(stopped) => Err(Attempt::NextUrl(deadline.stopped(stopped))),
+    }
 }
 
-/// Reads at most `cap` bytes of body; more than that is an error, not a truncation. The
-/// request's deadline (set by `send`) bounds the reading.
+/// Reads at most `cap` bytes of body; more than that is an error, not a truncation. Bounded
+/// by what is left of the deadline as a whole, so a server dripping one byte at a time cannot
+/// hold a login past it.
 pub fn read_capped(response: Response, cap: u64, deadline: &Deadline) -> Result<Vec<u8>, String> {
     if let Some(len) = response.content_length() {
         if len > cap {
@@ -312,25 +413,29 @@ pub fn read_capped(response: Response, cap: u64, deadline: &Deadline) -> Result<
             ));
         }
     }
-    let mut body = Vec::new();
-    let mut limited = response.take(cap + 1);
-    match limited.read_to_end(&mut body) {
-        Ok(_) if body.len() as u64 > cap => Err(format!("answer larger than the {cap}-byte limit")),
-        Ok(_) => Ok(body),
-        Err(e) => {
-            let inner = e.get_ref().and_then(|r| r.downcast_ref::<reqwest::Error>());
-            match inner {
-                Some(re) => {
-                    deadline.note(re);
-                    Err(describe(re, deadline))
-                }
-                None if e.kind() == std::io::ErrorKind::TimedOut => {
-                    deadline.offline.set(true);
-                    Err(deadline.passed())
-                }
-                None => Err(format!("reading the answer: {e}")),
+    let Some(left) = deadline.left() else {
+        deadline.offline.set(true);
+        return Err(deadline.passed());
+    };
+    let mut response = response;
+    let read = async move {
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if (body.len() + chunk.len()) as u64 > cap {
+                return Ok(None);
             }
+            body.extend_from_slice(&chunk);
         }
+        Ok::<_, reqwest::Error>(Some(body))
+    };
+    match runtime::run(left, read) {
+        Ok(Ok(Some(body))) => Ok(body),
+        Ok(Ok(None)) => Err(format!("answer larger than the {cap}-byte limit")),
+        Ok(Err(err)) => {
+            deadline.note(&err);
+            Err(describe(&err, deadline))
+        }
+        Err(stopped) => Err(deadline.stopped(stopped)),
     }
 }
 
@@ -378,10 +483,10 @@ mod tests {
             unix_socket: None,
         };
         std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let built = build(&key(&ca));
+        let built = build_tls(&key(&ca).cafile);
         assert!(built.is_ok(), "a root-owned 0644 CA file is fine");
         std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let refused = build(&key(&ca));
+        let refused = build_tls(&key(&ca).cafile);
         std::fs::remove_dir_all(&dir).unwrap();
         match refused {
             Err(Verdict::Misconfigured(why)) => assert!(why.contains("chmod go-w"), "{why}"),

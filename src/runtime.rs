@@ -16,6 +16,10 @@
 //! runtime built in another process is leaked (`mem::forget`), never used or dropped, and a
 //! fresh one is built. [`generation`] changes whenever that happens, so state tied to a
 //! runtime (pooled connections) can tell that it belongs to a runtime no longer usable.
+//!
+//! Who uses it: the SQL drivers and the HTTP layer (`crate::http`, reqwest's async client).
+//! Both keep connections per thread, tagged with the generation that made them: a connection
+//! is a task of the runtime that opened it and only makes progress while that runtime runs.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -84,6 +88,58 @@ fn build() -> Result<tokio::runtime::Runtime, Stopped> {
         .map_err(|e| Stopped::NoRuntime(format!("cannot start the I/O runtime: {e}")))
 }
 
+/// This thread's live runtime, made if there is none yet or the one there was inherited
+/// across fork() (Local's Drop leaks that one).
+fn live(local: &mut Option<Local>) -> Result<&tokio::runtime::Runtime, Stopped> {
+    let pid = std::process::id();
+    if local.as_ref().is_some_and(|l| l.pid != pid) {
+        *local = None;
+    }
+    if local.is_none() {
+        let rt = build()?;
+        *local = Some(Local { pid, rt: Some(rt) });
+        GENERATION.set(NEXT_GENERATION.fetch_add(1, Ordering::Relaxed));
+    }
+    local
+        .as_ref()
+        .and_then(|l| l.rt.as_ref())
+        .ok_or_else(|| Stopped::NoRuntime("no runtime".into()))
+}
+
+/// The generation of the runtime the next [`run`] on this thread will use, making that
+/// runtime now if needed: state about to be tied to a runtime (a client whose connections
+/// will be its tasks) is tagged with this before its first use.
+pub fn prepare() -> Result<u64, Stopped> {
+    let made = LOCAL.try_with(|cell| match cell.try_borrow_mut() {
+        Ok(mut local) => live(&mut local).map(|_| ()),
+        Err(_) => Err(Stopped::NoRuntime(
+            "the I/O runtime is in use on this thread".into(),
+        )),
+    });
+    match made {
+        Ok(Ok(())) => Ok(GENERATION.try_with(Cell::get).unwrap_or(0)),
+        Ok(Err(stopped)) => Err(stopped),
+        Err(_) => Err(Stopped::NoRuntime("the thread is exiting".into())),
+    }
+}
+
+/// Lets this thread's runtime catch up on what happened while it was not running, before the
+/// caller goes on: a current-thread runtime only runs inside [`run`], so between two PAM
+/// calls nobody reads the sockets of its kept-alive connections. If a server closed one
+/// meanwhile (its keep-alive timeout), the first poll after the pause must see that before a
+/// request is put on that connection, or the request is written to a dead socket and fails
+/// ("connection closed before message completed"), which a pool cannot retry safely.
+///
+/// A yield hands control back to the scheduler: with no other task ready, the runtime polls
+/// its I/O driver without waiting (the events that arrived during the pause wake the
+/// connection tasks); the second yield lets those woken tasks run (a task that reads EOF
+/// closes its connection and leaves the pool) before this future is polled again. Costs two
+/// non-blocking epoll_wait calls. `tests/transport.rs` checks the outcome.
+pub async fn catch_up() {
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
+}
+
 /// Runs `fut` to its end on this thread's runtime, or stops it when `limit` has passed.
 ///
 /// The future is dropped after the runtime has returned, outside its context: whatever it
@@ -97,25 +153,12 @@ pub fn run<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Stopped> {
         ));
     }
     let mut fut = Box::pin(fut);
-    let pid = std::process::id();
     let outcome = LOCAL.try_with(|cell| {
         let Ok(mut local) = cell.try_borrow_mut() else {
             // Re-entered from inside run() on this thread: use a runtime of its own.
             return once(limit, &mut fut);
         };
-        if local.as_ref().is_some_and(|l| l.pid != pid) {
-            // Inherited across fork(): Local's Drop leaks the runtime.
-            *local = None;
-        }
-        if local.is_none() {
-            let rt = build()?;
-            *local = Some(Local { pid, rt: Some(rt) });
-            GENERATION.set(NEXT_GENERATION.fetch_add(1, Ordering::Relaxed));
-        }
-        match local.as_ref().and_then(|l| l.rt.as_ref()) {
-            Some(rt) => rt.block_on(bounded(limit, &mut fut)),
-            None => Err(Stopped::NoRuntime("no runtime".into())),
-        }
+        live(&mut local)?.block_on(bounded(limit, &mut fut))
     });
     let result = match outcome {
         Ok(result) => result,

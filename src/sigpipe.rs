@@ -11,9 +11,10 @@
 //!   its writes raises stays pending instead of being delivered (the write fails with EPIPE,
 //!   which the module handles like any connection failure).
 //! - Threads the module starts inherit the creating thread's signal mask (pthread_create), and
-//!   the module starts them only inside a hook: reqwest's runtime thread and the resolver
-//!   threads it starts in turn block SIGPIPE for their whole life. A SIGPIPE raised there
-//!   stays pending on that thread and is never delivered.
+//!   the module starts them only inside a hook: the name-lookup threads of a runtime's
+//!   blocking pool (`crate::runtime`; HTTP and SQL I/O itself runs on the calling thread)
+//!   block SIGPIPE for their whole life. A SIGPIPE raised there stays pending on that thread
+//!   and is never delivered.
 //! - Before the host's mask is restored, a SIGPIPE left pending on the calling thread is
 //!   taken back with `sigtimedwait` and a zero timeout, so unblocking does not deliver it.
 //!

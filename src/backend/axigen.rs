@@ -26,8 +26,8 @@ use crate::jsobject;
 use crate::options::{AxigenApi, LoginMethod, Options};
 use crate::secret::Secret;
 use crate::verdict::Verdict;
-use reqwest::blocking::Client;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::Client;
 use reqwest::{StatusCode, Url};
 use std::cell::RefCell;
 

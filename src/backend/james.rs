@@ -22,8 +22,8 @@ use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::StatusCode;
+use reqwest::{Client, RequestBuilder};
 
 pub struct James<'a> {
     opts: &'a Options,

@@ -16,8 +16,8 @@ use crate::jsobject;
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
-use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::StatusCode;
+use reqwest::{Client, RequestBuilder};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 

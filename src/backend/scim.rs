@@ -28,8 +28,8 @@ use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::StatusCode;
+use reqwest::{Client, RequestBuilder};
 
 /// The endpoints that answer 200 on the right base; tried in this order.
 const PROBES: [&str; 2] = ["ResourceTypes", "Schemas"];

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -128,24 +128,36 @@ pub struct Server {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Request>>>,
     stop: Arc<AtomicBool>,
+    connections: Arc<AtomicUsize>,
 }
 
 impl Server {
     pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Server {
+        Server::closing_idle_after(Duration::from_secs(30), handler)
+    }
+
+    /// A server that closes a kept-alive connection idle for `idle` (as every real server
+    /// does, after its own keep-alive timeout).
+    pub fn closing_idle_after(
+        idle: Duration,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(AtomicUsize::new(0));
         let handler: Arc<Handler> = Arc::new(handler);
-        let (r, s) = (requests.clone(), stop.clone());
+        let (r, s, c) = (requests.clone(), stop.clone(), connections.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
+                c.fetch_add(1, Ordering::SeqCst);
                 let (r, s, h) = (r.clone(), s.clone(), handler.clone());
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                let _ = conn.set_read_timeout(Some(idle));
                 // Head and body go out in two writes: without this, Nagle holds the body back
                 // until the client's delayed ACK (40 ms per request on a kept-alive connection).
                 let _ = conn.set_nodelay(true);
@@ -157,7 +169,13 @@ impl Server {
             addr,
             requests,
             stop,
+            connections,
         }
+    }
+
+    /// How many connections the server has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -22,7 +22,7 @@ use crate::http::{self, failover, read_capped, Attempt, ClientKey, Deadline, AUT
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
-use reqwest::blocking::Client;
+use reqwest::Client;
 use reqwest::StatusCode;
 
 /// KOPANO_CAP_UNICODE (0x200) | 0x100 | 0x40 | 0x10: a known-good set.
