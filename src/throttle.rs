@@ -1231,6 +1231,10 @@ mod tests {
         }
     }
 
+    /// Taken by the tests that hold the per-process tally on purpose or for long, and by the
+    /// one that needs it free at once.
+    static HOLDS_LOCAL: Mutex<()> = Mutex::new(());
+
     /// A host for `guard` that only keeps its log.
     #[derive(Default)]
     struct LogHost(Mutex<Vec<String>>);
@@ -1396,6 +1400,8 @@ mod tests {
     /// directory this process cannot write calls for.
     #[test]
     fn a_tally_locked_past_the_checks_time_is_busy_not_a_permissions_problem() {
+        // The check falls back to the per-process tally, which the test above holds on purpose.
+        let _alone = HOLDS_LOCAL.lock();
         let dir = fresh_dir("busy");
         let mut p = policy(3);
         p.dir = dir.clone();
@@ -1433,6 +1439,7 @@ mod tests {
     /// ask the backend uncounted.
     #[test]
     fn a_busy_per_process_tally_is_waited_for_and_never_skipped() {
+        let _alone = HOLDS_LOCAL.lock();
         // A name too long for the file system: the store is the per-process one.
         let dir = PathBuf::from(format!("/tmp/{}", "x".repeat(300)));
         let opts = line_with(&dir, "timeout=0.3");
@@ -1480,6 +1487,7 @@ mod tests {
 
     #[test]
     fn local_tallies_are_bounded() {
+        let _alone = HOLDS_LOCAL.lock();
         let p = policy(1);
         for i in 0..(LOCAL_MAX_USERS + 50) {
             let until = Instant::now() + SETTLE_WAIT;
