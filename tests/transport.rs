@@ -286,8 +286,10 @@ fn a_cafile_link_is_followed_through_root_owned_directories_only() {
     // The /etc/ssl/certs layout: a link in one directory to the file in another.
     let store = base.join("share");
     let certs = base.join("certs");
-    std::fs::create_dir(&store).unwrap();
-    std::fs::create_dir(&certs).unwrap();
+    for dir in [&store, &certs] {
+        std::fs::create_dir(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let real = store.join("local-ca.crt");
     std::fs::copy(&case.ca.cert, &real).unwrap();
     let link = certs.join("local-ca.pem");
