@@ -16,7 +16,7 @@ use crate::offline;
 use crate::options::Options;
 use crate::runtime::{self, Stopped};
 use crate::verdict::Verdict;
-use once_cell::sync::{Lazy, OnceCell};
+use once_cell::sync::Lazy;
 use reqwest::{Client, RequestBuilder, Response};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -60,35 +60,43 @@ impl ClientKey {
 /// The TLS context for one `cafile=` (or the system's roots), built once per process.
 struct Tls {
     pid: u32,
-    connector: Arc<OnceCell<native_tls::TlsConnector>>,
+    connector: Arc<Mutex<Option<native_tls::TlsConnector>>>,
 }
 
 static TLS: Lazy<Mutex<HashMap<Option<PathBuf>, Tls>>> = Lazy::new(|| Mutex::new(HashMap::new()));
 
-/// The process's TLS context for `cafile`, built on first use. Threads asking at once wait
-/// for the one building it rather than each loading the roots. A failure is not kept (a
-/// fixed `cafile=` works at the next login).
+/// The process's TLS context for `cafile`, built on first use and then shared. A thread that
+/// finds another one building it builds its own rather than wait: the build reads `cafile=`,
+/// which may sit on a stalled mount, and no login may wait on another thread for an unbounded
+/// time. A failure is not kept (a fixed `cafile=` works at the next login).
 fn tls_connector(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdict> {
     let pid = std::process::id();
     // A lock still held after fork() by a thread that no longer exists must not hang the
     // login: build an unshared context instead.
-    let cell = match crate::lock::lock_briefly(&TLS) {
-        Some(mut shared) => {
-            let fresh = || Tls {
-                pid,
-                connector: Arc::new(OnceCell::new()),
-            };
-            let entry = shared.entry(cafile.clone()).or_insert_with(fresh);
-            if entry.pid != pid {
-                // Inherited across fork(): possibly being built by a parent's thread that
-                // does not exist here. Never waited on, never dropped.
-                std::mem::forget(std::mem::replace(entry, fresh()));
-            }
-            entry.connector.clone()
+    let Some(slot) = crate::lock::lock_briefly(&TLS).map(|mut shared| {
+        let fresh = || Tls {
+            pid,
+            connector: Arc::new(Mutex::new(None)),
+        };
+        let entry = shared.entry(cafile.clone()).or_insert_with(fresh);
+        if entry.pid != pid {
+            // Inherited across fork(): possibly locked by a parent's thread that does not
+            // exist here. Never waited on, never dropped.
+            std::mem::forget(std::mem::replace(entry, fresh()));
         }
-        None => Arc::new(OnceCell::new()),
+        entry.connector.clone()
+    }) else {
+        return build_tls(cafile);
     };
-    cell.get_or_try_init(|| build_tls(cafile)).cloned()
+    let Some(mut held) = crate::lock::lock_briefly(&slot) else {
+        return build_tls(cafile);
+    };
+    if let Some(connector) = held.as_ref() {
+        return Ok(connector.clone());
+    }
+    let built = build_tls(cafile)?;
+    *held = Some(built.clone());
+    Ok(built)
 }
 
 fn build_tls(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdict> {
