@@ -205,12 +205,12 @@ pub(super) async fn run_query(
                 "more than {max_rows} rows for one login: does dsn= name the right database?"
             )));
         }
-        // mysql_async's Row::unwrap hands over the values; it panics only for a column taken
-        // with Row::take before, and none is.
+        // unwrap_raw, not Row::unwrap (which panics for a column taken before): a column the
+        // row no longer holds is an unreadable answer, never a panic in the host.
         let row = row
-            .unwrap()
+            .unwrap_raw()
             .into_iter()
-            .map(value_of)
+            .map(|v| v.ok_or_else(|| ODD_VALUE.to_string()).and_then(value_of))
             .collect::<Result<Vec<_>, _>>()
             .map_err(Failure::Final)?;
         rows.push(Row(row));
