@@ -408,13 +408,9 @@ fn check_crypt(crypt: &str, password: &[u8]) -> Checked {
         let Some(rest) = crypt.strip_prefix(prefix) else {
             continue;
         };
-        if let Some(rounds) = sha_crypt_rounds(rest).filter(|&r| r > cost_ceiling::SHA_CRYPT_ROUNDS)
-        {
-            return unreadable(scheme, &cost_ceiling::exceeded("rounds", rounds));
-        }
         return match sha_crypt_check(rest, password, sha512) {
-            Some(m) => from_bool(scheme, m),
-            None => unreadable(scheme, "is malformed"),
+            Ok(m) => from_bool(scheme, m),
+            Err(why) => unreadable(scheme, &why),
         };
     }
     if crypt.starts_with("$1$") {
@@ -514,23 +510,22 @@ mod cost_ceiling {
     }
 }
 
-/// The `rounds=` a SHA-crypt string asks for, if it gives one.
-fn sha_crypt_rounds(rest: &str) -> Option<u64> {
-    let (n, _) = rest.strip_prefix("rounds=")?.split_once('$')?;
-    n.parse().ok()
-}
-
 /// SHA-crypt after the `$5$`/`$6$`: `[rounds=N$]salt$hash`, read as glibc and PHP read it
 /// (rounds clamped to 1000..=999999999, salt up to the next `$` and at most 16 characters,
-/// any byte but `$`, possibly empty as `mysql_encrypt` writes it). `None` if malformed.
-fn sha_crypt_check(rest: &str, password: &[u8], sha512: bool) -> Option<bool> {
+/// any byte but `$`, possibly empty as `mysql_encrypt` writes it). `Err` says why it cannot be
+/// checked: malformed, or more rounds than the ceiling (refused before any is computed).
+fn sha_crypt_check(rest: &str, password: &[u8], sha512: bool) -> Result<bool, String> {
+    let malformed = || "is malformed".to_string();
     let (rounds, rest) = match rest.strip_prefix("rounds=") {
         Some(r) => {
-            let (n, after) = r.split_once('$')?;
+            let (n, after) = r.split_once('$').ok_or_else(malformed)?;
             if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
+                return Err(malformed());
             }
-            let n: u64 = n.parse().ok()?;
+            let n: u64 = n.parse().map_err(|_| malformed())?;
+            if n > cost_ceiling::SHA_CRYPT_ROUNDS {
+                return Err(cost_ceiling::exceeded("rounds", n));
+            }
             let clamped = n.clamp(
                 sha_crypt::Params::ROUNDS_MIN as u64,
                 sha_crypt::Params::ROUNDS_MAX as u64,
@@ -539,9 +534,9 @@ fn sha_crypt_check(rest: &str, password: &[u8], sha512: bool) -> Option<bool> {
         }
         None => (sha_crypt::Params::RECOMMENDED_ROUNDS, rest),
     };
-    let (salt, hash) = rest.split_once('$')?;
+    let (salt, hash) = rest.split_once('$').ok_or_else(malformed)?;
     let salt = &salt.as_bytes()[..salt.len().min(16)];
-    let params = sha_crypt::Params::new(rounds).ok()?;
+    let params = sha_crypt::Params::new(rounds).map_err(|_| malformed())?;
     // The crypt(3) output order of the final digest (Drepper's specification, step 22).
     const ORDER_256: [usize; 32] = [
         20, 10, 0, 11, 1, 21, 2, 22, 12, 23, 13, 3, 14, 4, 24, 5, 25, 15, 26, 16, 6, 17, 7, 27, 8,
@@ -560,7 +555,7 @@ fn sha_crypt_check(rest: &str, password: &[u8], sha512: bool) -> Option<bool> {
         Zeroizing::new(ORDER_256.iter().map(|&i| raw[i]).collect())
     };
     let computed = Zeroizing::new(Base64ShaCrypt::encode_string(&ordered));
-    Some(computed.as_bytes().ct_eq(hash.as_bytes()).into())
+    Ok(computed.as_bytes().ct_eq(hash.as_bytes()).into())
 }
 
 #[cfg(test)]
