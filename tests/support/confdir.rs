@@ -35,17 +35,13 @@ pub fn preload() -> &'static Path {
         let source = dir.join("confdir_preload.c");
         std::fs::write(&source, include_str!("confdir_preload.c")).unwrap();
         let lib = dir.join("confdir_preload.so");
-        let out = Command::new("cc")
-            .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
-            .arg(&lib)
-            .arg(&source)
-            .args(["-lpam", "-ldl"])
-            .output()
-            .expect("a C compiler (cc) and libpam0g-dev");
-        assert!(
-            out.status.success(),
-            "building the pam_start_confdir preload failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        super::process::output_of(
+            Command::new("cc")
+                .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
+                .arg(&lib)
+                .arg(&source)
+                .args(["-lpam", "-ldl"]),
+            "a C compiler and libpam0g-dev",
         );
         std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o755)).unwrap();
         lib

@@ -65,20 +65,9 @@ pub fn doveadm_rounds(scheme: &str, rounds: u32, password: &str) -> String {
 
 /// What `doveadm pw ARGS` prints, without the newline.
 fn doveadm_pw(args: &[&str]) -> String {
-    let out = Command::new("doveadm")
-        .arg("pw")
-        .args(args)
-        .output()
-        .expect("doveadm (apt-get install dovecot-core)");
-    assert!(
-        out.status.success(),
-        "doveadm pw {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim_end()
-        .to_string()
+    let out =
+        super::process::output_of(Command::new("doveadm").arg("pw").args(args), "dovecot-core");
+    String::from_utf8(out).unwrap().trim_end().to_string()
 }
 
 /// Whether Dovecot itself accepts `password` for `stored` (`doveadm pw -t`), to show that the

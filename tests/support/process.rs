@@ -70,3 +70,18 @@ pub fn rerun_test_isolated(name: &str, env: &[(&str, String)]) -> String {
     );
     stdout
 }
+
+/// Runs `cmd` to its end and returns its standard output; fails the test, with its standard
+/// error, if it could not start (`needs` says which package provides it) or did not succeed.
+pub fn output_of(cmd: &mut Command, needs: &str) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (needs {needs})"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

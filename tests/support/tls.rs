@@ -30,15 +30,9 @@ impl CertFiles {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command (package openssl) must be installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    super::process::output_of(
+        Command::new("openssl").args(args).current_dir(dir),
+        "openssl",
     );
 }
 
