@@ -205,7 +205,11 @@ pub fn check(
         return ask();
     };
     let service = host.service();
-    let config = config_digest(key, opts);
+    // Worked out once per parsed line (options::Derived): the key is the process's.
+    let config = *opts
+        .derived
+        .cache_digest
+        .get_or_init(|| config_digest(key, opts));
     let mac = password_mac(key, &config, &service, user, password);
     let (answer, source) = decide(opts, &config, &service, user, &mac, now, ask);
     match &source {
@@ -391,6 +395,7 @@ pub fn config_digest(key: &[u8; 32], opts: &Options) -> Mac {
         disable_tls_never_use_in_production: _,
         #[cfg(feature = "fault-injection")]
             inject_panic: _,
+        derived: _,
     } = opts;
     let path = |p: &Option<std::path::PathBuf>| {
         p.as_ref()

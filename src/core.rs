@@ -9,6 +9,7 @@ use crate::secret::Secret;
 use crate::throttle;
 use crate::verdict::{Phase, Verdict};
 use pamsm::PamError;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `pam_sm_authenticate`.
@@ -100,7 +101,8 @@ fn check_password(host: &dyn Host, args: &[String]) -> Result<String, PamError> 
         &opts,
         Phase::Auth,
         &backend.warnings(),
-        &who(&opts, answer.verdict.confirms_user(), &user, &mapped),
+        answer.verdict.confirms_user(),
+        (&user, &mapped),
     );
     report(
         host,
@@ -154,7 +156,8 @@ pub fn account(host: &dyn Host, args: &[String]) -> PamError {
         &opts,
         Phase::Account,
         &backend.warnings(),
-        &who(&opts, confirmed, &user, &mapped),
+        confirmed,
+        (&user, &mapped),
     );
     match checked {
         Some(answer) => {
@@ -201,8 +204,8 @@ fn authenticated_here(host: &dyn Host, user: &str) -> PamError {
     }
 }
 
-fn configure(host: &dyn Host, args: &[String]) -> Result<Options, PamError> {
-    Options::parse(args).map_err(|e| {
+fn configure(host: &dyn Host, args: &[String]) -> Result<Arc<Options>, PamError> {
+    Options::shared(args).map_err(|e| {
         host.log(Level::Error, &format!("configuration error: {e}"));
         PamError::SERVICE_ERR
     })
@@ -219,12 +222,20 @@ fn obtain_password(host: &dyn Host, opts: &Options) -> Result<Secret, PamError> 
     }
 }
 
-/// The user as a log line may name them: the one place for the rule of spec.md. People type
-/// passwords into the user prompt, so without `debug` a name is logged only once the backend
-/// confirmed that user exists (`Verdict::confirms_user`); every other line says why it is
-/// left out.
-/// The backend's warnings, one line each, naming the user as `who` (from [`who`]).
-fn log_warnings(host: &dyn Host, opts: &Options, phase: Phase, warnings: &[String], who: &str) {
+/// The backend's warnings, one line each, naming the user as [`who`] does (`confirmed`: by
+/// the backend; the name typed and the name mapped).
+fn log_warnings(
+    host: &dyn Host,
+    opts: &Options,
+    phase: Phase,
+    warnings: &[String],
+    confirmed: bool,
+    (user, mapped): (&str, &str),
+) {
+    if warnings.is_empty() {
+        return;
+    }
+    let who = who(opts, confirmed, user, mapped);
     let phase = match phase {
         Phase::Auth => "auth",
         Phase::Account => "account",
@@ -240,6 +251,10 @@ fn log_warnings(host: &dyn Host, opts: &Options, phase: Phase, warnings: &[Strin
     }
 }
 
+/// The user as a log line may name them: the one place for the rule of spec.md. People type
+/// passwords into the user prompt, so without `debug` a name is logged only once the backend
+/// confirmed that user exists (`Verdict::confirms_user`); every other line says why it is
+/// left out.
 fn who(opts: &Options, confirmed: bool, user: &str, mapped: &str) -> String {
     if !confirmed && !opts.debug {
         "(name not logged: no backend confirmed it; debug logs it)".to_string()
@@ -261,6 +276,18 @@ fn report(
     took: Duration,
 ) {
     let verdict = &answer.verdict;
+    // Decided before the line is written: a quiet success writes nothing.
+    let level = match verdict {
+        Verdict::Accepted if opts.quiet => return,
+        Verdict::Accepted => Level::Info,
+        Verdict::Refused
+        | Verdict::WrongPassword
+        | Verdict::UnknownUser
+        | Verdict::Disabled(_)
+        | Verdict::Throttled(_)
+        | Verdict::PasswordExpired => Level::Notice,
+        Verdict::Unavailable(_) | Verdict::Misconfigured(_) => Level::Error,
+    };
     let phase_word = match phase {
         Phase::Auth => "auth",
         Phase::Account => "account",
@@ -278,17 +305,6 @@ fn report(
     if let Some(detail) = verdict.detail() {
         line.push_str(&format!(": {detail}"));
     }
-    let level = match verdict {
-        Verdict::Accepted if opts.quiet => return,
-        Verdict::Accepted => Level::Info,
-        Verdict::Refused
-        | Verdict::WrongPassword
-        | Verdict::UnknownUser
-        | Verdict::Disabled(_)
-        | Verdict::Throttled(_)
-        | Verdict::PasswordExpired => Level::Notice,
-        Verdict::Unavailable(_) | Verdict::Misconfigured(_) => Level::Error,
-    };
     host.log(level, &line);
 }
 
@@ -358,13 +374,7 @@ mod tests {
             for confirmed in [false, true] {
                 host.logs.borrow_mut().clear();
                 let warnings = ["a session was left open".to_string()];
-                log_warnings(
-                    &host,
-                    &opts,
-                    phase,
-                    &warnings,
-                    &who(&opts, confirmed, typed, typed),
-                );
+                log_warnings(&host, &opts, phase, &warnings, confirmed, (typed, typed));
                 let logs = host.logs.borrow();
                 assert_eq!(logs.len(), 1);
                 assert_eq!(logs[0].1.contains(typed), confirmed, "{:?}", logs[0]);

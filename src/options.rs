@@ -3,11 +3,15 @@
 //! here, by key name, before any backend is contacted.
 
 use crate::backend::postfixadmin::scheme::WeakSchemes;
+use crate::lock::lock_briefly;
 use crate::secret::Secret;
 use crate::trusted_file::{self, Role, Trusted};
 use crate::verdict::Leniency;
+use once_cell::sync::Lazy;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Largest config file we read: a real one is a few hundred bytes; anything bigger is a mistake.
@@ -154,6 +158,29 @@ pub struct Options {
     pub disable_tls_never_use_in_production: bool,
     #[cfg(feature = "fault-injection")]
     pub inject_panic: bool,
+    /// What later steps work out from these options, kept with them.
+    pub derived: Derived,
+}
+
+/// Values other modules work out from a line's options on first use and keep with them: a
+/// parsed line is shared by every login of the process ([`Options::shared`]). A clone starts
+/// empty, so a copy that is then changed never carries values of the original.
+#[derive(Default)]
+pub struct Derived {
+    /// `crate::cache::config_digest`.
+    pub cache_digest: OnceLock<[u8; 32]>,
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Derived::default()
+    }
+}
+
+impl fmt::Debug for Derived {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Derived")
+    }
 }
 
 /// A configuration error, worded for the admin who must fix it.
@@ -221,26 +248,78 @@ impl Default for Options {
             disable_tls_never_use_in_production: false,
             #[cfg(feature = "fault-injection")]
             inject_panic: false,
+            derived: Derived::default(),
         }
     }
 }
 
+/// A module line this process parsed: its options, and the config file text they came from.
+struct Parsed {
+    file: Option<Trusted>,
+    options: Arc<Options>,
+}
+
+/// More distinct module lines than any host has.
+const MAX_LINES: usize = 64;
+
+/// The lines parsed in this process, by their module arguments ([`Options::shared`]).
+static PARSED: Lazy<Mutex<HashMap<Vec<String>, Parsed>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+
 impl Options {
     /// Parses module arguments, reading the config file they name first.
     pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Options, ConfigError> {
-        let config = args
-            .iter()
-            .filter_map(|a| a.as_ref().strip_prefix("config="))
-            .last()
-            .map(PathBuf::from);
-        match &config {
-            Some(path) => {
-                // Re-read only when the file changed; every check runs on each read.
-                let file = trusted_file::reuse_or_read(path, read_config_file)?;
-                Self::parse_with(Some((path, &file.text, file.other_readable)), args)
+        match config_file(args)? {
+            Some((path, file)) => {
+                Self::parse_with(Some((&path, &file.text, file.other_readable)), args)
             }
             None => Self::parse_with(None, args),
         }
+    }
+
+    /// [`Options::parse`] for the hooks: a host runs the same module line on every login, and
+    /// parsing it again (URLs, DSN, the config file's lines) would cost more than the rest of a
+    /// cached check. So a line is parsed once per process and shared while its arguments and
+    /// its config file's text stay the same. What the parser checks in the filesystem is
+    /// checked on every call as before: the config file is read again once it changed
+    /// (`trusted_file::reuse_or_read`), and so is the CA file (`trusted_file::check_cafile`).
+    pub fn shared(args: &[String]) -> Result<Arc<Options>, ConfigError> {
+        let file = config_file(args)?;
+        let same_file = |seen: &Option<Trusted>| match (seen, &file) {
+            (None, None) => true,
+            (Some(seen), Some((_, now))) => {
+                seen.other_readable == now.other_readable && *seen.text == *now.text
+            }
+            _ => false,
+        };
+        let known = lock_briefly(&PARSED).and_then(|parsed| {
+            let line = parsed.get(args)?;
+            same_file(&line.file).then(|| line.options.clone())
+        });
+        if let Some(options) = known {
+            if let Some(ca) = &options.cafile {
+                trusted_file::check_cafile(ca).map_err(ConfigError)?;
+            }
+            return Ok(options);
+        }
+        let options = Arc::new(match &file {
+            Some((path, text)) => {
+                Self::parse_with(Some((path, &text.text, text.other_readable)), args)?
+            }
+            None => Self::parse_with(None, args)?,
+        });
+        if let Some(mut parsed) = lock_briefly(&PARSED) {
+            if parsed.len() >= MAX_LINES && !parsed.contains_key(args) {
+                parsed.clear();
+            }
+            parsed.insert(
+                args.to_vec(),
+                Parsed {
+                    file: file.map(|(_, text)| text),
+                    options: options.clone(),
+                },
+            );
+        }
+        Ok(options)
     }
 
     /// The parser without the filesystem: `text` stands for the contents of a config file
@@ -310,6 +389,21 @@ impl Options {
         }
         builder.finish()
     }
+}
+
+/// The config file the arguments name (the last `config=`), read under `trusted_file`'s rules
+/// (again only once it changed).
+fn config_file<S: AsRef<str>>(args: &[S]) -> Result<Option<(PathBuf, Trusted)>, ConfigError> {
+    let Some(path) = args
+        .iter()
+        .filter_map(|a| a.as_ref().strip_prefix("config="))
+        .next_back()
+        .map(PathBuf::from)
+    else {
+        return Ok(None);
+    };
+    let file = trusted_file::reuse_or_read(&path, read_config_file)?;
+    Ok(Some((path, file)))
 }
 
 /// What an option name looks like; anything else on a config-file line is not echoed back.
@@ -555,7 +649,7 @@ impl Builder {
         if let Some(ca) = &o.cafile {
             // Whoever can change the CA file can impersonate every backend: the config
             // file's rules, links followed through root-owned directories only.
-            trusted_file::read_cafile(ca).map_err(ConfigError)?;
+            trusted_file::check_cafile(ca).map_err(ConfigError)?;
         }
         let plaintext_allowed = o.disable_tls_never_use_in_production;
         for url in &o.urls {
@@ -817,6 +911,50 @@ mod tests {
 
     fn parsed(args: &[&str]) -> Options {
         parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn a_line_is_parsed_once_and_again_when_its_config_file_changes() {
+        use std::os::unix::fs::PermissionsExt;
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let line = args(&["backend=mailstore", "url=https://shared.example/x"]);
+        let (Ok(one), Ok(two)) = (Options::shared(&line), Options::shared(&line)) else {
+            panic!("the line parses")
+        };
+        assert!(
+            Arc::ptr_eq(&one, &two),
+            "the same line is shared, not parsed again"
+        );
+
+        let dir = std::env::temp_dir().join(format!("pam_mailauth-shared-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let file = dir.join("mailauth.conf");
+        let write = |url: &str| {
+            std::fs::write(&file, format!("backend = mailstore\nurl = {url}\n")).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        };
+        let config = format!("config={}", file.display());
+        let line = args(&[config.as_str(), "quiet"]);
+        let urls = || match Options::shared(&line) {
+            Ok(o) => o.urls.clone(),
+            Err(e) => panic!("{e}"),
+        };
+        write("https://first.example/x");
+        assert_eq!(urls(), ["https://first.example/x"]);
+        write("https://second.example/x");
+        assert_eq!(
+            urls(),
+            ["https://second.example/x"],
+            "an edited config file is read again"
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let refused = Options::shared(&line);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            refused.is_err(),
+            "a config file that became writable by all is refused"
+        );
     }
 
     #[test]

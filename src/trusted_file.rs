@@ -135,8 +135,48 @@ impl Fingerprint {
     }
 }
 
+/// A path as `lstat` and `stat` see it: the entry itself and, if it is a symbolic link (a CA
+/// file may be one), the file it ends at. Replacing either changes it.
+#[derive(PartialEq, Eq)]
+struct Seen {
+    entry: Fingerprint,
+    target: Option<Fingerprint>,
+    /// The later of the two files' modification and change times.
+    latest: Option<std::time::SystemTime>,
+}
+
+impl Seen {
+    fn of(path: &Path) -> Option<Seen> {
+        let entry = std::fs::symlink_metadata(path).ok()?;
+        let target = if entry.file_type().is_symlink() {
+            std::fs::metadata(path).ok()
+        } else {
+            None
+        };
+        let times = |m: &std::fs::Metadata| {
+            use std::os::unix::fs::MetadataExt;
+            let ctime = std::time::UNIX_EPOCH
+                + Duration::new(m.ctime().max(0) as u64, m.ctime_nsec() as u32);
+            m.modified().ok().map_or(ctime, |t| t.max(ctime))
+        };
+        let latest = Some(times(&entry)).max(target.as_ref().map(times));
+        Some(Seen {
+            entry: Fingerprint::of(&entry),
+            target: target.as_ref().map(Fingerprint::of),
+            latest,
+        })
+    }
+
+    /// Unchanged for long enough that a change within the same timestamp tick is ruled out.
+    fn settled(&self) -> bool {
+        self.latest
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= CONFIG_SETTLE)
+    }
+}
+
 /// What was read from config files in this process, by path.
-type ConfigReads = HashMap<std::path::PathBuf, (Fingerprint, Box<dyn std::any::Any + Send>)>;
+type ConfigReads = HashMap<std::path::PathBuf, (Seen, Box<dyn std::any::Any + Send>)>;
 static CONFIG_READS: Lazy<Mutex<ConfigReads>> = Lazy::new(|| Mutex::new(HashMap::new()));
 
 /// A file changed this recently may change again within the same timestamp tick without its
@@ -144,10 +184,11 @@ static CONFIG_READS: Lazy<Mutex<ConfigReads>> = Lazy::new(|| Mutex::new(HashMap:
 const CONFIG_SETTLE: Duration = Duration::from_secs(3);
 
 /// Reads a trusted file through `read` (which opens it and makes every check), or returns
-/// what `read` returned for it before if `lstat` shows the very same file: same device,
-/// inode, size, times, mode and owner. The checks are a function of exactly that metadata,
-/// so they hold as they did; an edit, chmod, chown or a replacement (a symbolic link
-/// included) changes it and makes the next call read afresh. Failures are never remembered.
+/// what `read` returned for it before if `lstat` (and, for a symbolic link, `stat`) shows the
+/// very same file: same device, inode, size, times, mode and owner. The checks are a function
+/// of exactly that metadata, so they hold as they did; an edit, chmod, chown or a replacement
+/// (of a link or of what it points at) changes it and makes the next call read afresh.
+/// Failures are never remembered.
 pub fn reuse_or_read<T, E>(
     path: &std::path::Path,
     read: impl FnOnce(&std::path::Path) -> Result<T, E>,
@@ -155,13 +196,11 @@ pub fn reuse_or_read<T, E>(
 where
     T: Clone + Send + 'static,
 {
-    let before = std::fs::symlink_metadata(path)
-        .ok()
-        .map(|m| Fingerprint::of(&m));
-    if let Some(fingerprint) = &before {
+    let before = Seen::of(path);
+    if let Some(seen_now) = &before {
         if let Some(reads) = lock_briefly(&CONFIG_READS) {
             if let Some((seen, value)) = reads.get(path) {
-                if seen == fingerprint {
+                if seen == seen_now {
                     if let Some(value) = value.downcast_ref::<T>() {
                         return Ok(value.clone());
                     }
@@ -170,21 +209,9 @@ where
         }
     }
     let value = read(path)?;
-    let after = std::fs::symlink_metadata(path).ok();
-    if let (Some(before), Some(after)) = (before, after) {
-        let settled = |t: std::io::Result<std::time::SystemTime>| {
-            t.ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age >= CONFIG_SETTLE)
-        };
-        let ctime = {
-            use std::os::unix::fs::MetadataExt;
-            Ok(std::time::UNIX_EPOCH
-                + Duration::new(after.ctime().max(0) as u64, after.ctime_nsec() as u32))
-        };
-        let unchanged = before == Fingerprint::of(&after);
+    if let (Some(before), Some(after)) = (before, Seen::of(path)) {
         if let Some(mut reads) = lock_briefly(&CONFIG_READS) {
-            if unchanged && settled(after.modified()) && settled(ctime) {
+            if before == after && after.settled() {
                 if reads.len() >= 64 && !reads.contains_key(path) {
                     reads.clear();
                 }
@@ -220,6 +247,13 @@ pub fn read_cafile(path: &Path) -> Result<Trusted, String> {
     };
     let real = resolve_trusted(path, &ROLE)?;
     read(&real, &ROLE, CAFILE_MAX_BYTES)
+}
+
+/// `read_cafile`'s verdict without the read when the CA file (the link and what it ends at)
+/// is the very same as when it last passed (`reuse_or_read`): the option parser checks
+/// `cafile=` on every login, and a system bundle is a quarter of a megabyte.
+pub fn check_cafile(path: &Path) -> Result<(), String> {
+    reuse_or_read(path, |p| read_cafile(p).map(|_| ()))
 }
 
 /// Follows `path` to the file it names, checking every directory and link on the way (see
