@@ -16,14 +16,16 @@ use crate::offline;
 use crate::options::Options;
 use crate::runtime::{self, Stopped};
 use crate::verdict::Verdict;
+
+mod client;
+pub use client::{header, Client, HeaderMap, RequestBuilder, Response, StatusCode, Target};
 use once_cell::sync::Lazy;
-use reqwest::{Client, RequestBuilder, Response};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::mem::ManuallyDrop;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+pub use url::Url;
 
 /// Every auth answer and a WebMail login page fit in this; more is a broken or hostile server.
 pub const AUTH_BODY_CAP: u64 = 64 * 1024;
@@ -50,12 +52,10 @@ impl ClientKey {
 }
 
 // Where the I/O happens, and what is kept (docs/perf.md): requests run on the calling
-// thread, on its current-thread runtime (`crate::runtime`), with no thread hop. A client's
-// pooled connections are tasks of the runtime that opened them and make progress only while
-// that runtime runs, so a connection must never be handed to another thread: clients are kept
-// per thread (and per runtime generation). What is expensive to build, the TLS context with
-// the trust roots (about a megabyte and a noticeable fraction of a second for the system's
-// roots), is built once per process and shared by the threads' clients.
+// thread, on its current-thread runtime (`crate::runtime`), with no thread hop; kept-alive
+// connections wait in the calling thread's pool (`client`). What is expensive to build, the
+// TLS context with the trust roots (about a megabyte and a noticeable fraction of a second
+// for the system's roots), is built once per process and shared by the threads.
 
 /// The TLS context for one `cafile=` (or the system's roots), built once per process.
 struct Tls {
@@ -101,7 +101,7 @@ fn tls_connector(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, V
 
 fn build_tls(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdict> {
     let mut tls = native_tls::TlsConnector::builder();
-    // What reqwest asks for itself: HTTP/1.1 is all the module speaks.
+    // HTTP/1.1 is all the module speaks.
     tls.request_alpns(&["http/1.1"]);
     if let Some(path) = cafile {
         // The checked reader, as for the SQL backends: the bytes trusted_file checked are
@@ -131,92 +131,11 @@ fn build_tls(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdi
         .map_err(|e| Verdict::Misconfigured(format!("cannot set up TLS for the HTTP client: {e}")))
 }
 
-/// A client kept by one thread, with the process and runtime generation it belongs to.
-struct Kept {
-    pid: u32,
-    generation: u64,
-    client: ManuallyDrop<Client>,
-}
-
-impl Drop for Kept {
-    fn drop(&mut self) {
-        if self.pid == std::process::id() {
-            // SAFETY: dropped once, here, and never used again.
-            unsafe { ManuallyDrop::drop(&mut self.client) };
-        }
-        // Otherwise inherited across fork(): its connections are the parent's sessions, its
-        // tasks live in the parent's runtime. Never touched, so never dropped.
-    }
-}
-
-thread_local! {
-    /// This thread's clients, by configuration.
-    static CLIENTS: RefCell<HashMap<ClientKey, Kept>> = RefCell::new(HashMap::new());
-}
-
-/// This thread's client for this configuration, built on first use (cheap: the TLS context is
-/// the process's). Its connections stay open between PAM transactions and are reused by the
-/// next check on this thread.
+/// A client for this configuration (cheap: the TLS context is the process's, connections
+/// are kept by the thread). Kept-alive connections are reused by the next check on this
+/// thread.
 pub fn client(key: &ClientKey) -> Result<Client, Verdict> {
-    let generation = runtime::prepare().map_err(|s| match s {
-        Stopped::NoRuntime(why) => Verdict::Unavailable(why),
-        Stopped::TimedOut => Verdict::Unavailable("no I/O runtime".into()),
-    })?;
-    let pid = std::process::id();
-    let kept = CLIENTS
-        .try_with(|clients| {
-            let clients = clients.try_borrow().ok()?;
-            let kept = clients.get(key)?;
-            (kept.pid == pid && kept.generation == generation).then(|| (*kept.client).clone())
-        })
-        .ok()
-        .flatten();
-    if let Some(client) = kept {
-        return Ok(client);
-    }
-    let client = build(key)?;
-    let _ = CLIENTS.try_with(|clients| {
-        if let Ok(mut clients) = clients.try_borrow_mut() {
-            if clients.len() >= 16 && !clients.contains_key(key) {
-                // Many configurations in one thread: keep the map small rather than clever.
-                clients.clear();
-            }
-            clients.insert(
-                key.clone(),
-                Kept {
-                    pid,
-                    generation,
-                    client: ManuallyDrop::new(client.clone()),
-                },
-            );
-        }
-    });
-    Ok(client)
-}
-
-fn build(key: &ClientKey) -> Result<Client, Verdict> {
-    // No client-wide timeout: `send` and `read_capped` run under the attempt's deadline
-    // (`runtime::run`), one bound for the whole exchange, which spares reqwest a timer per
-    // request and per body.
-    let mut builder = Client::builder()
-        .connect_timeout(key.connect_timeout)
-        // Following a redirect would replay the credentials to wherever it points.
-        .redirect(reqwest::redirect::Policy::none())
-        // Authentication traffic goes straight to the configured endpoint, whatever proxy
-        // variables the host process happens to carry.
-        .no_proxy()
-        .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("pam_mailauth/", env!("CARGO_PKG_VERSION")))
-        .tls_backend_preconfigured(tls_connector(&key.cafile)?);
-    if let Some(path) = &key.unix_socket {
-        builder = builder.unix_socket(path.as_path());
-    }
-    builder.build().map_err(|e| {
-        Verdict::Misconfigured(format!(
-            "cannot set up the HTTP client: {}",
-            e.without_url()
-        ))
-    })
+    Ok(Client::new(key.clone(), tls_connector(&key.cafile)?))
 }
 
 /// One URL's outcome: a definite answer ends the search, anything else moves on.
@@ -263,7 +182,7 @@ impl Deadline {
     }
 
     /// The words for a request the runtime stopped; a deadline that passed marks the server
-    /// offline, as a timeout reported by reqwest does.
+    /// offline, as a connect timeout does.
     fn stopped(&self, stopped: Stopped) -> String {
         match stopped {
             Stopped::TimedOut => {
@@ -274,30 +193,64 @@ impl Deadline {
         }
     }
 
-    fn note(&self, err: &reqwest::Error) {
-        if err.is_timeout() || refused_or_unreachable(err) {
+    fn note(&self, err: &client::Error) {
+        if matches!(
+            err,
+            client::Error::ConnectTimeout | client::Error::Unreachable(_)
+        ) {
             self.offline.set(true);
         }
     }
 }
 
-/// A connection the network refused outright (nothing listens, no route): the server is
-/// down, as opposed to a TLS or protocol failure, which would repeat on every try alike.
-fn refused_or_unreachable(err: &reqwest::Error) -> bool {
-    use std::io::ErrorKind::{ConnectionRefused, HostUnreachable, NetworkUnreachable};
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                ConnectionRefused | HostUnreachable | NetworkUnreachable
-            ) {
-                return true;
-            }
-        }
-        source = s.source();
+/// A configured URL (`url=`), parsed once per parsed module line (`options::Derived`), with
+/// the host part that log lines name. Reads as the URL text it was configured as.
+pub struct Endpoint {
+    text: String,
+    url: Url,
+    host: String,
+}
+
+impl Endpoint {
+    pub fn url(&self) -> &Url {
+        &self.url
     }
-    false
+}
+
+impl std::ops::Deref for Endpoint {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl client::Target for &Endpoint {
+    fn into_url(self) -> Result<Url, String> {
+        Ok(self.url.clone())
+    }
+}
+
+/// The line's URLs as endpoints (each was checked to be a URL when the options were parsed).
+fn endpoints(opts: &Options) -> &[Endpoint] {
+    opts.derived.endpoints.get_or_init(|| {
+        opts.urls
+            .iter()
+            .filter_map(|text| {
+                let url = Url::parse(text).ok()?;
+                Some(Endpoint {
+                    host: host_of(text),
+                    text: text.clone(),
+                    url,
+                })
+            })
+            .collect()
+    })
 }
 
 /// Tries each URL in order until one gives a definite answer. A refusal is definite: asking
@@ -306,13 +259,14 @@ fn refused_or_unreachable(err: &reqwest::Error) -> bool {
 /// and a URL that times out or refuses the connection is marked so (`offline_interval=`).
 pub fn failover(
     opts: &Options,
-    mut attempt: impl FnMut(&Client, &str, &Deadline) -> Attempt,
+    mut attempt: impl FnMut(&Client, &Endpoint, &Deadline) -> Attempt,
 ) -> Answer {
     let key = ClientKey::of(opts);
     let mut failures = Vec::new();
-    for url in &opts.urls {
+    for endpoint in endpoints(opts) {
+        let url = endpoint.text.as_str();
         if let Some(skip) = offline::skip(&key, url, opts.offline_interval, opts.timeout) {
-            failures.push(format!("{}: {skip}", host_of(url)));
+            failures.push(format!("{}: {skip}", endpoint.host.clone()));
             continue;
         }
         // Started before the client is fetched: building one on first use (the runtime,
@@ -322,7 +276,7 @@ pub fn failover(
             Ok(c) => c,
             Err(v) => return v.into(),
         };
-        let outcome = attempt(&client, url, &deadline);
+        let outcome = attempt(&client, endpoint, &deadline);
         // Only a URL that gave no answer is marked: a logout or a directory read that timed
         // out after a definite answer leaves the server in service.
         let down = match &outcome {
@@ -334,7 +288,8 @@ pub fn failover(
             Attempt::Answer(verdict) => {
                 if !failures.is_empty() {
                     // A definite answer after failover: keep the skipped servers' reasons.
-                    let endpoint = format!("{} (after {})", host_of(url), failures.join("; "));
+                    let endpoint =
+                        format!("{} (after {})", endpoint.host.clone(), failures.join("; "));
                     return Answer {
                         verdict,
                         endpoint: Some(endpoint),
@@ -342,12 +297,12 @@ pub fn failover(
                 }
                 return Answer {
                     verdict,
-                    endpoint: Some(host_of(url)),
+                    endpoint: Some(endpoint.host.clone()),
                 };
             }
             Attempt::NextUrl(why) => failures.push(match marked {
-                Some(note) => format!("{}: {why}; {note}", host_of(url)),
-                None => format!("{}: {why}", host_of(url)),
+                Some(note) => format!("{}: {why}; {note}", endpoint.host.clone()),
+                None => format!("{}: {why}", endpoint.host.clone()),
             }),
         }
     }
@@ -360,30 +315,13 @@ pub fn failover(
 }
 
 /// Words for a transport error, free of the URL (a GET login would carry the password in it).
-pub fn describe(err: &reqwest::Error, deadline: &Deadline) -> String {
-    if err.is_timeout() {
-        deadline.passed()
-    } else if err.is_connect() {
-        // The innermost cause, unless an outer one says the same and more: the TLS layer
-        // adds why a certificate failed verification ("(Hostname mismatch)").
-        let mut cause = String::new();
-        let mut source = std::error::Error::source(err);
-        while let Some(s) = source {
-            let text = s.to_string();
-            if !cause.starts_with(text.trim_end()) {
-                cause = text;
-            }
-            source = s.source();
-        }
-        format!("cannot connect: {cause}")
-    } else {
-        let mut text = String::from("transport error");
-        let mut source = std::error::Error::source(err);
-        while let Some(s) = source {
-            text = format!("{text}: {s}");
-            source = s.source();
-        }
-        text
+fn describe(err: &client::Error, deadline: &Deadline) -> String {
+    use client::Error::*;
+    match err {
+        ConnectTimeout => deadline.passed(),
+        Unreachable(cause) | Connect(cause) => format!("cannot connect: {cause}"),
+        Protocol(cause) => format!("transport error: {cause}"),
+        Request(why) => format!("cannot send the request: {why}"),
     }
 }
 
@@ -394,13 +332,7 @@ pub fn send(request: RequestBuilder, deadline: &Deadline) -> Result<Response, At
     let Some(left) = deadline.left() else {
         return Err(Attempt::NextUrl(deadline.passed()));
     };
-    let exchange = async {
-        // A kept-alive connection the server closed since this thread last ran its runtime
-        // must leave the pool before this request picks one.
-        runtime::catch_up().await;
-        request.send().await
-    };
-    match runtime::run(left, exchange) {
+    match runtime::run(left, client::execute(request)) {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(err)) => {
             deadline.note(&err);
@@ -425,18 +357,7 @@ pub fn read_capped(response: Response, cap: u64, deadline: &Deadline) -> Result<
         deadline.offline.set(true);
         return Err(deadline.passed());
     };
-    let mut response = response;
-    let read = async move {
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await? {
-            if (body.len() + chunk.len()) as u64 > cap {
-                return Ok(None);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok::<_, reqwest::Error>(Some(body))
-    };
-    match runtime::run(left, read) {
+    match runtime::run(left, response.read_capped(cap)) {
         Ok(Ok(Some(body))) => Ok(body),
         Ok(Ok(None)) => Err(format!("answer larger than the {cap}-byte limit")),
         Ok(Err(err)) => {
@@ -449,7 +370,7 @@ pub fn read_capped(response: Response, cap: u64, deadline: &Deadline) -> Result<
 
 /// The host part of a URL, for log lines (never the path or query).
 pub fn host_of(url: &str) -> String {
-    match reqwest::Url::parse(url) {
+    match Url::parse(url) {
         Ok(u) => match (u.host_str(), u.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_string(),

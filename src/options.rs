@@ -169,6 +169,8 @@ pub struct Options {
 pub struct Derived {
     /// `crate::cache::config_digest`.
     pub cache_digest: OnceLock<[u8; 32]>,
+    /// `urls`, parsed (`crate::http::failover`).
+    pub endpoints: OnceLock<Vec<crate::http::Endpoint>>,
 }
 
 impl Clone for Derived {
@@ -855,7 +857,7 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
     // Never the URL itself in these words: it may carry user:password@, and this check runs
     // before the refusal of credentials below. The parser's reason quotes nothing of it.
     let parsed =
-        reqwest::Url::parse(url).map_err(|e| ConfigError(format!("a url= is not a URL: {e}")))?;
+        url::Url::parse(url).map_err(|e| ConfigError(format!("a url= is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         let host = parsed
             .host_str()
@@ -876,7 +878,7 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
 
 /// The plaintext rule (`crate::offhost`) for one URL: http:// only to loopback.
 fn check_url_transport(url: &str, plaintext_allowed: bool) -> Result<(), ConfigError> {
-    let Ok(parsed) = reqwest::Url::parse(url) else {
+    let Ok(parsed) = url::Url::parse(url) else {
         return Ok(()); // check_url already refused it
     };
     let host = parsed.host_str().unwrap_or("");

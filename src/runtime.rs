@@ -17,7 +17,7 @@
 //! fresh one is built. [`generation`] changes whenever that happens, so state tied to a
 //! runtime (pooled connections) can tell that it belongs to a runtime no longer usable.
 //!
-//! Who uses it: the SQL drivers and the HTTP layer (`crate::http`, reqwest's async client).
+//! Who uses it: the SQL drivers and the HTTP layer (`crate::http`, hyper connections driven by the request that uses them).
 //! Both keep connections per thread, tagged with the generation that made them: a connection
 //! is a task of the runtime that opened it and only makes progress while that runtime runs.
 

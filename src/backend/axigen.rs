@@ -21,14 +21,16 @@
 //! failed logout is a warning, not a different verdict.
 
 use super::{Answer, Backend};
-use crate::http::{self, failover, form_encode, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
+use crate::http::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use crate::http::Client;
+use crate::http::{
+    self, failover, form_encode, read_capped, Attempt, Deadline, Endpoint, AUTH_BODY_CAP,
+};
+use crate::http::{StatusCode, Url};
 use crate::jsobject;
 use crate::options::{AxigenApi, LoginMethod, Options};
 use crate::secret::Secret;
 use crate::verdict::Verdict;
-use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
-use reqwest::Client;
-use reqwest::{StatusCode, Url};
 use std::cell::RefCell;
 
 /// The Mailbox API's login endpoint, relative to the Axigen WebMail/API root.
@@ -60,14 +62,12 @@ impl<'a> Axigen<'a> {
     fn webmail_login(
         &self,
         client: &Client,
-        root: &str,
+        root: &Endpoint,
         user: &str,
         password: &Secret,
         deadline: &Deadline,
     ) -> Attempt {
-        let Ok(root_url) = Url::parse(root) else {
-            return Attempt::NextUrl("url is not a URL".into());
-        };
+        let root_url = root.url();
         // The same fields, in the document's order, for both methods.
         let fields = Secret::new(format!(
             "action=login&username={}&password={}&custom=ajax",
@@ -106,14 +106,14 @@ impl<'a> Axigen<'a> {
         }
         // Keys are read before the body: whatever happens next, a session the server opened
         // is closed again.
-        let keys = SessionKeys::from_headers(response.headers(), &root_url);
+        let keys = SessionKeys::from_headers(response.headers(), root_url);
         let body = read_capped(response, AUTH_BODY_CAP, deadline);
         let attempt = match &body {
             Err(why) => Attempt::NextUrl(why.clone()),
             Ok(body) => decide(status, keys.is_some(), body),
         };
         if let Some(keys) = &keys {
-            self.logout(client, &root_url, keys, deadline);
+            self.logout(client, root_url, keys, deadline);
         }
         attempt
     }
@@ -404,7 +404,7 @@ pub fn parse_rest_answer(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
+    use crate::http::header::HeaderValue;
 
     #[test]
     fn the_documented_body_and_strict_json() {

@@ -17,13 +17,13 @@
 //! (no `token`, no header).
 use super::confirmed::Confirmation;
 use super::{Answer, Backend};
+use crate::http::StatusCode;
 use crate::http::{self, failover, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
+use crate::http::{Client, RequestBuilder};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use reqwest::StatusCode;
-use reqwest::{Client, RequestBuilder};
 
 pub struct James<'a> {
     opts: &'a Options,
@@ -139,7 +139,7 @@ impl Backend for James<'_> {
         failover(self.opts, |client, base, deadline| {
             let request = self
                 .authorized(client.post(user_url(base, user, "/verify")))
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(crate::http::header::CONTENT_TYPE, "application/json")
                 .body(body.expose().to_string());
             let response = match http::send(request, deadline) {
                 Ok(r) => r,

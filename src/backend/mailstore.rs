@@ -11,13 +11,15 @@
 mod directory;
 
 use super::{Answer, Backend};
-use crate::http::{self, failover, form_encode, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
+use crate::http::StatusCode;
+use crate::http::{
+    self, failover, form_encode, read_capped, Attempt, Deadline, Endpoint, AUTH_BODY_CAP,
+};
+use crate::http::{Client, RequestBuilder};
 use crate::jsobject;
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
-use reqwest::StatusCode;
-use reqwest::{Client, RequestBuilder};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -35,11 +37,11 @@ impl<'a> Mailstore<'a> {
         Mailstore { opts }
     }
 
-    fn post(&self, client: &Client, url: &str, body: String) -> RequestBuilder {
+    fn post(&self, client: &Client, url: &Endpoint, body: String) -> RequestBuilder {
         let request = client
             .post(url)
             .header(
-                reqwest::header::CONTENT_TYPE,
+                crate::http::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
             .body(body);
@@ -53,7 +55,7 @@ impl<'a> Mailstore<'a> {
     fn exchange(
         &self,
         client: &Client,
-        url: &str,
+        url: &Endpoint,
         body: String,
         cap: u64,
         deadline: &Deadline,
@@ -82,7 +84,7 @@ impl Mailstore<'_> {
     fn directory(
         &self,
         client: &Client,
-        url: &str,
+        url: &Endpoint,
         deadline: &Deadline,
     ) -> Result<Arc<Directory>, String> {
         directory::shared(self.opts, || {
@@ -100,7 +102,7 @@ impl Mailstore<'_> {
     /// `cmd=auth` said no. With `account=check` the directory tells an unknown user from a
     /// wrong password (for `ignore_unknown_user`, and so that log lines may name a user who
     /// exists); if it cannot be read, it stays a plain no.
-    fn refusal(&self, client: &Client, url: &str, user: &str, deadline: &Deadline) -> Verdict {
+    fn refusal(&self, client: &Client, url: &Endpoint, user: &str, deadline: &Deadline) -> Verdict {
         if !self.opts.account_check {
             return Verdict::Refused;
         }

@@ -23,13 +23,13 @@
 
 use super::confirmed::Confirmation;
 use super::{Answer, Backend};
+use crate::http::StatusCode;
 use crate::http::{self, failover, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
+use crate::http::{Client, RequestBuilder};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use reqwest::StatusCode;
-use reqwest::{Client, RequestBuilder};
 
 /// The endpoints that answer 200 on the right base; tried in this order.
 const PROBES: [&str; 2] = ["ResourceTypes", "Schemas"];
@@ -45,7 +45,7 @@ impl<'a> Scim<'a> {
 
     /// A request carrying the module's own credentials (Bearer token, else Basic).
     fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
-        let request = request.header(reqwest::header::ACCEPT, "application/scim+json");
+        let request = request.header(crate::http::header::ACCEPT, "application/scim+json");
         match (
             &self.opts.token,
             &self.opts.http_user,

@@ -18,12 +18,14 @@
 //! user alike. Any other `er`, a SOAP fault, another status, or garbage: unavailable.
 
 use crate::backend::Answer;
-use crate::http::{self, failover, read_capped, Attempt, ClientKey, Deadline, AUTH_BODY_CAP};
+use crate::http::Client;
+use crate::http::StatusCode;
+use crate::http::{
+    self, failover, read_capped, Attempt, ClientKey, Deadline, Target, AUTH_BODY_CAP,
+};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
-use reqwest::Client;
-use reqwest::StatusCode;
 
 /// KOPANO_CAP_UNICODE (0x200) | 0x100 | 0x40 | 0x10: a known-good set.
 pub const CAPABILITIES: u32 = 0x200 | 0x100 | 0x40 | 0x10;
@@ -153,10 +155,10 @@ pub fn parse_logon_answer(body: &[u8]) -> Option<u32> {
 }
 
 /// What one server said to one logon.
-fn exchange(client: &Client, url: &str, envelope: &Secret, deadline: &Deadline) -> Attempt {
+fn exchange(client: &Client, url: impl Target, envelope: &Secret, deadline: &Deadline) -> Attempt {
     let request = client
         .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+        .header(crate::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")
         .header("SOAPAction", "\"\"")
         .body(envelope.expose().to_string());
     let response = match http::send(request, deadline) {

@@ -1,0 +1,691 @@
+//! The HTTP/1.1 client under `crate::http`: hyper's HTTP/1 connection, driven by the request
+//! that uses it, on the calling thread's runtime (`crate::runtime`), with the kept-alive
+//! connections of this thread in a small pool of its own.
+//!
+//! Why not reqwest (docs/perf.md, "The HTTP client"): reqwest puts a service stack between the
+//! caller and hyper (URL parsed three times per request, a redirect layer, a retry layer, a
+//! connection pool shared through locks, each connection a task of its own woken through the
+//! scheduler). For one small request on a kept-alive local connection that machinery cost
+//! about twice hyper's own work, on every SMTP login. What the module needs of an HTTP client
+//! is small and fixed: HTTP/1.1, no redirects, no proxies, no cookies, verified TLS, one
+//! deadline per exchange (`crate::runtime::run`), capped bodies. This is that, on hyper.
+//!
+//! A connection does no work of its own: its hyper `Connection` is polled only by the request
+//! or body read that uses it ([`drive`]), so nothing runs between PAM calls and nothing is
+//! spawned. Between checks it waits in this thread's pool; before it is used again, a
+//! non-blocking peek at its socket tells whether the server closed it meanwhile (its
+//! keep-alive timeout), so a request is never written to a connection already dead.
+
+use super::ClientKey;
+use crate::runtime;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
+use hyper::client::conn::http1::{Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use url::Url;
+
+pub use ::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+
+/// An idle connection older than this is closed rather than reused (servers close theirs
+/// sooner: Apache after 5 s, nginx after 75 s).
+const IDLE_FOR: Duration = Duration::from_secs(60);
+/// Idle connections kept per server and configuration: one per concurrent check of a thread,
+/// and a thread runs one check at a time.
+const IDLE_PER_ORIGIN: usize = 4;
+
+/// Why an exchange failed, as `crate::http::describe` words it.
+#[derive(Debug)]
+pub enum Error {
+    /// The request could not be built (a header value with a newline, a URL that is not one).
+    Request(String),
+    /// The connect timeout (`connect_timeout=`) passed.
+    ConnectTimeout,
+    /// Nothing listens there, or there is no route: the server is down.
+    Unreachable(String),
+    /// Any other failure to connect: name resolution, TLS (certificate verification).
+    Connect(String),
+    /// The server broke HTTP or the connection.
+    Protocol(String),
+}
+
+/// The text of an error and its causes, innermost last, each said once.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A client for one configuration: what the connections it opens are like. Cheap to make and
+/// to clone; the connections live in this thread's pool, not in the client.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    key: ClientKey,
+    tls: tokio_native_tls::TlsConnector,
+}
+
+impl Client {
+    pub fn new(key: ClientKey, tls: native_tls::TlsConnector) -> Client {
+        Client {
+            shared: Arc::new(Shared {
+                key,
+                tls: tls.into(),
+            }),
+        }
+    }
+
+    pub fn get(&self, url: impl Target) -> RequestBuilder {
+        self.request(Method::GET, url)
+    }
+
+    pub fn post(&self, url: impl Target) -> RequestBuilder {
+        self.request(Method::POST, url)
+    }
+
+    pub fn head(&self, url: impl Target) -> RequestBuilder {
+        self.request(Method::HEAD, url)
+    }
+
+    fn request(&self, method: Method, url: impl Target) -> RequestBuilder {
+        RequestBuilder {
+            client: self.clone(),
+            method,
+            url: url.into_url(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            error: None,
+        }
+    }
+}
+
+/// What a request may be sent to: a URL, as text or parsed.
+pub trait Target {
+    fn into_url(self) -> Result<Url, String>;
+}
+
+impl Target for Url {
+    fn into_url(self) -> Result<Url, String> {
+        Ok(self)
+    }
+}
+
+impl Target for &Url {
+    fn into_url(self) -> Result<Url, String> {
+        Ok(self.clone())
+    }
+}
+
+impl Target for &str {
+    fn into_url(self) -> Result<Url, String> {
+        // The error names no part of the URL: a GET login carries the password in it.
+        Url::parse(self).map_err(|e| format!("not a URL ({e})"))
+    }
+}
+
+impl Target for &String {
+    fn into_url(self) -> Result<Url, String> {
+        self.as_str().into_url()
+    }
+}
+
+impl Target for String {
+    fn into_url(self) -> Result<Url, String> {
+        self.as_str().into_url()
+    }
+}
+
+/// One request being put together (the subset of reqwest's builder the backends use).
+pub struct RequestBuilder {
+    client: Client,
+    method: Method,
+    url: Result<Url, String>,
+    headers: HeaderMap,
+    body: Bytes,
+    error: Option<String>,
+}
+
+impl RequestBuilder {
+    pub fn header<K, V>(mut self, name: K, value: V) -> RequestBuilder
+    where
+        K: TryInto<header::HeaderName>,
+        V: TryInto<HeaderValue>,
+    {
+        match (name.try_into(), value.try_into()) {
+            (Ok(name), Ok(value)) => {
+                self.headers.insert(name, value);
+            }
+            // Never the value: it may be a session key or a credential.
+            _ => self.error = Some("a request header is not valid HTTP".into()),
+        }
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Bytes>) -> RequestBuilder {
+        self.body = body.into();
+        self
+    }
+
+    /// `Authorization: Basic`, marked sensitive (never indexed by an HTTP/2 proxy, not shown
+    /// by Debug).
+    pub fn basic_auth(self, user: &str, password: Option<&str>) -> RequestBuilder {
+        use base64::Engine;
+        let credentials = zeroize::Zeroizing::new(format!("{user}:{}", password.unwrap_or("")));
+        let encoded = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::STANDARD.encode(credentials.as_bytes()),
+        );
+        self.authorization(&format!("Basic {}", encoded.as_str()))
+    }
+
+    /// `Authorization: Bearer`, marked sensitive.
+    pub fn bearer_auth(self, token: &str) -> RequestBuilder {
+        self.authorization(&format!("Bearer {token}"))
+    }
+
+    fn authorization(mut self, value: &str) -> RequestBuilder {
+        let value = zeroize::Zeroizing::new(value.to_string());
+        match HeaderValue::from_str(&value) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                self.headers.insert(header::AUTHORIZATION, value);
+            }
+            Err(_) => self.error = Some("credentials that cannot travel in a header".into()),
+        }
+        self
+    }
+}
+
+/// A response whose head has arrived; the body is read by `crate::http::read_capped`.
+pub struct Response {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Incoming,
+    /// The connection the body still has to come through (none once the body has ended).
+    conn: Option<(Origin, Conn)>,
+}
+
+impl Response {
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The announced body length, if the server announced one.
+    pub fn content_length(&self) -> Option<u64> {
+        self.body.size_hint().exact()
+    }
+
+    /// Reads the body, at most `cap` bytes (`None` if there is more); the connection goes
+    /// back to the pool once the body has ended.
+    pub async fn read_capped(mut self, cap: u64) -> Result<Option<Vec<u8>>, Error> {
+        let mut body = Vec::new();
+        let Some((origin, mut conn)) = self.conn.take() else {
+            return Ok(Some(body));
+        };
+        loop {
+            let frame = drive(&mut conn, self.body.frame()).await;
+            match frame {
+                None => break,
+                Some(Err(e)) => return Err(Error::Protocol(chain(&e))),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if (body.len() + data.len()) as u64 > cap {
+                            return Ok(None);
+                        }
+                        body.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+        conn.settle().await;
+        checkin(origin, conn);
+        Ok(Some(body))
+    }
+}
+
+/// The byte stream under a connection.
+enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<tokio_native_tls::TlsStream<TcpStream>>),
+    /// kopano-server's unix socket (`socket=`).
+    Unix(UnixStream),
+}
+
+macro_rules! each_stream {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Stream::Tcp($s) => $e,
+            Stream::Tls($s) => $e,
+            Stream::Unix($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        each_stream!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        each_stream!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        each_stream!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        each_stream!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        each_stream!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// Where a connection goes, and under which configuration it was opened: connections are
+/// reused only for the same server under the same TLS trust and socket.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Origin {
+    key: ClientKey,
+    tls: bool,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    fn of(key: &ClientKey, url: &Url) -> Result<Origin, Error> {
+        let tls = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            _ => return Err(Error::Request("the URL is not http:// or https://".into())),
+        };
+        let host = match url.host() {
+            Some(url::Host::Domain(name)) => name.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(Error::Request("the URL names no host".into())),
+        };
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| Error::Request("the URL names no port".into()))?;
+        Ok(Origin {
+            key: key.clone(),
+            tls,
+            host,
+            port,
+        })
+    }
+}
+
+/// One HTTP/1.1 connection: hyper's request half and the connection itself, which makes
+/// progress only while [`drive`] polls it.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    connection: Connection<TokioIo<Stream>, Full<Bytes>>,
+    /// The connection has ended (closed, or failed); nothing more can be sent on it.
+    ended: bool,
+    fd: RawFd,
+    /// Which process and runtime it belongs to: its socket is registered with that runtime.
+    pid: u32,
+    generation: u64,
+    idle_since: Instant,
+}
+
+impl Conn {
+    /// Gives the connection one turn after a message ended, so it notices and is ready again.
+    async fn settle(&mut self) {
+        poll_fn(|cx| {
+            if !self.ended && Pin::new(&mut self.connection).poll(cx).is_ready() {
+                self.ended = true;
+            }
+            Poll::Ready(())
+        })
+        .await
+    }
+
+    /// Whether it can take another request: hyper is ready for one, and the server has neither
+    /// closed it nor sent anything unasked (both show as something to read while idle).
+    fn reusable(&self) -> bool {
+        if self.ended || !self.sender.is_ready() || self.idle_since.elapsed() >= IDLE_FOR {
+            return false;
+        }
+        let mut byte = 0u8;
+        // SAFETY: a one-byte peek into a local; the fd is this connection's open socket.
+        let n = unsafe {
+            libc::recv(
+                self.fd,
+                &mut byte as *mut u8 as *mut libc::c_void,
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    }
+}
+
+/// Runs `fut` while polling the connection it needs: hyper's connection only reads and writes
+/// when polled, and here nothing else polls it.
+async fn drive<F: Future>(conn: &mut Conn, fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        if !conn.ended && Pin::new(&mut conn.connection).poll(cx).is_ready() {
+            // Ended: the request's half has its outcome now (or an error saying why).
+            conn.ended = true;
+            return fut.as_mut().poll(cx);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// A connection kept by this thread, never touched in a process it does not belong to.
+struct Kept(ManuallyDrop<Conn>);
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        if self.0.pid == std::process::id() {
+            // SAFETY: dropped once, here, and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.0) };
+        }
+        // Otherwise inherited across fork(): the socket is the parent's session, registered
+        // with the parent's epoll instance. Never closed or deregistered from here.
+    }
+}
+
+thread_local! {
+    /// This thread's idle connections, by origin, most recently used last.
+    static IDLE: RefCell<HashMap<Origin, Vec<Kept>>> = RefCell::new(HashMap::new());
+}
+
+/// A reusable idle connection to `origin` made by this process and runtime, if there is one.
+fn checkout(origin: &Origin) -> Option<Conn> {
+    let generation = runtime::generation();
+    IDLE.try_with(|idle| {
+        let mut idle = idle.try_borrow_mut().ok()?;
+        let kept = idle.get_mut(origin)?;
+        while let Some(mut conn) = kept.pop() {
+            if conn.0.pid == std::process::id()
+                && conn.0.generation == generation
+                && conn.0.reusable()
+            {
+                // SAFETY: taken out once; the emptied Kept is forgotten, not dropped.
+                let taken = unsafe { ManuallyDrop::take(&mut conn.0) };
+                std::mem::forget(conn);
+                return Some(taken);
+            }
+        }
+        None
+    })
+    .ok()
+    .flatten()
+}
+
+/// Puts a connection whose exchange ended cleanly back for the next check on this thread.
+fn checkin(origin: Origin, mut conn: Conn) {
+    if conn.ended || !conn.sender.is_ready() || conn.generation != runtime::generation() {
+        return;
+    }
+    conn.idle_since = Instant::now();
+    let _ = IDLE.try_with(|idle| {
+        if let Ok(mut idle) = idle.try_borrow_mut() {
+            if idle.len() >= 16 && !idle.contains_key(&origin) {
+                // Many configurations in one thread: keep the map small rather than clever.
+                idle.clear();
+            }
+            let kept = idle.entry(origin).or_default();
+            if kept.len() >= IDLE_PER_ORIGIN {
+                kept.remove(0);
+            }
+            kept.push(Kept(ManuallyDrop::new(conn)));
+        }
+    });
+}
+
+/// Sends one request and waits for the head of its answer (`crate::http::send` bounds it).
+pub async fn execute(request: RequestBuilder) -> Result<Response, Error> {
+    let RequestBuilder {
+        client,
+        method,
+        url,
+        headers,
+        body,
+        error,
+    } = request;
+    if let Some(why) = error {
+        return Err(Error::Request(why));
+    }
+    let url = url.map_err(Error::Request)?;
+    let origin = Origin::of(&client.shared.key, &url)?;
+    let mut message = ::http::Request::new(Full::new(body));
+    *message.method_mut() = method;
+    *message.uri_mut() = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    }
+    .parse()
+    .map_err(|_| Error::Request("the URL's path is not valid in a request".into()))?;
+    let fields = message.headers_mut();
+    let authority = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    };
+    fields.insert(
+        header::HOST,
+        HeaderValue::from_str(&authority)
+            .map_err(|_| Error::Request("the URL's host is not valid in a request".into()))?,
+    );
+    fields.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    fields.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    fields.extend(headers);
+
+    // A kept connection first; if it turns out closed before the request left (the server
+    // closed it after the peek), the request goes out once more on a new connection. A
+    // request that left is never sent twice: that could count a wrong password twice.
+    let mut message = Some(message);
+    if let Some(mut conn) = checkout(&origin) {
+        let Some(request) = message.take() else {
+            return Err(Error::Request("no request".into()));
+        };
+        let sending = conn.sender.try_send_request(request);
+        match drive(&mut conn, sending).await {
+            Ok(head) => return answered(origin, conn, head).await,
+            Err(mut failed) => match failed.take_message() {
+                Some(unsent) => message = Some(unsent),
+                None => return Err(Error::Protocol(chain(failed.error()))),
+            },
+        }
+    }
+    let Some(request) = message else {
+        return Err(Error::Request("no request".into()));
+    };
+    let mut conn = connect(&client, &origin).await?;
+    let sending = conn.sender.send_request(request);
+    match drive(&mut conn, sending).await {
+        Ok(head) => answered(origin, conn, head).await,
+        Err(e) => Err(Error::Protocol(chain(&e))),
+    }
+}
+
+const USER_AGENT: &str = concat!("pam_mailauth/", env!("CARGO_PKG_VERSION"));
+
+/// The response for a head that arrived; a body that has already ended (HEAD, 204, an empty
+/// body) frees the connection for the next request right away.
+async fn answered(
+    origin: Origin,
+    mut conn: Conn,
+    head: ::http::Response<Incoming>,
+) -> Result<Response, Error> {
+    let (parts, body) = head.into_parts();
+    let conn = if body.is_end_stream() {
+        conn.settle().await;
+        checkin(origin, conn);
+        None
+    } else {
+        Some((origin, conn))
+    };
+    Ok(Response {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+        conn,
+    })
+}
+
+/// Opens a new connection: the unix socket (`socket=`), or TCP to each address of the host in
+/// turn within `connect_timeout=` each, then TLS for https, verifying the certificate and the
+/// host name with the configuration's trust roots.
+async fn connect(client: &Client, origin: &Origin) -> Result<Conn, Error> {
+    let key = &client.shared.key;
+    let stream = match &key.unix_socket {
+        Some(path) => {
+            let unix = within(key.connect_timeout, UnixStream::connect(path)).await?;
+            Stream::Unix(unix)
+        }
+        None => {
+            let tcp = tcp(key.connect_timeout, &origin.host, origin.port).await?;
+            if origin.tls {
+                let tls = within(
+                    key.connect_timeout,
+                    client.shared.tls.connect(&origin.host, tcp),
+                )
+                .await
+                .map_err(|e| match e {
+                    Within::TimedOut => Error::ConnectTimeout,
+                    Within::Failed(e) => Error::Connect(chain(&e)),
+                })?;
+                Stream::Tls(Box::new(tls))
+            } else {
+                Stream::Tcp(tcp)
+            }
+        }
+    };
+    let fd = match &stream {
+        Stream::Tcp(s) => s.as_raw_fd(),
+        Stream::Tls(s) => s.get_ref().get_ref().get_ref().as_raw_fd(),
+        Stream::Unix(s) => s.as_raw_fd(),
+    };
+    let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| Error::Protocol(chain(&e)))?;
+    Ok(Conn {
+        sender,
+        connection,
+        ended: false,
+        fd,
+        pid: std::process::id(),
+        generation: runtime::generation(),
+        idle_since: Instant::now(),
+    })
+}
+
+enum Within<E> {
+    TimedOut,
+    Failed(E),
+}
+
+/// `fut` within `limit`; an I/O error that says the server is down is told apart.
+async fn within<T, E, F>(limit: Duration, fut: F) -> Result<T, Within<E>>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Within::Failed(e)),
+        Err(_) => Err(Within::TimedOut),
+    }
+}
+
+impl From<Within<std::io::Error>> for Error {
+    fn from(w: Within<std::io::Error>) -> Error {
+        match w {
+            Within::TimedOut => Error::ConnectTimeout,
+            Within::Failed(e) => io_error(e),
+        }
+    }
+}
+
+fn io_error(e: std::io::Error) -> Error {
+    use std::io::ErrorKind::{ConnectionRefused, HostUnreachable, NetworkUnreachable};
+    match e.kind() {
+        ConnectionRefused | HostUnreachable | NetworkUnreachable => {
+            Error::Unreachable(e.to_string())
+        }
+        _ => Error::Connect(e.to_string()),
+    }
+}
+
+/// TCP to `host:port`: an address literal as it is, a name through the system's resolver (on
+/// the runtime's blocking pool, bounded like everything else by the exchange's deadline), each
+/// address in turn.
+async fn tcp(limit: Duration, host: &str, port: u16) -> Result<TcpStream, Error> {
+    let addresses: Vec<std::net::SocketAddr> = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![(ip, port).into()],
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| Error::Connect(format!("cannot resolve {host}: {e}")))?
+            .collect(),
+    };
+    let mut last = Error::Connect(format!("{host} has no address"));
+    for address in addresses {
+        match within(limit, TcpStream::connect(address)).await {
+            Ok(stream) => {
+                // Small requests and answers: no Nagle delay between a head and its body.
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last = e.into(),
+        }
+    }
+    Err(last)
+}
