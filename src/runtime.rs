@@ -17,9 +17,9 @@
 //! fresh one is built. [`generation`] changes whenever that happens, so state tied to a
 //! runtime (pooled connections) can tell that it belongs to a runtime no longer usable.
 //!
-//! Who uses it: the SQL drivers and the HTTP layer (`crate::http`, hyper connections driven by the request that uses them).
-//! Both keep connections per thread, tagged with the generation that made them: a connection
-//! is a task of the runtime that opened it and only makes progress while that runtime runs.
+//! Who uses it: the SQL drivers and the HTTP layer (`crate::http`). Both keep connections per
+//! thread, tagged with the generation that made them: a connection's socket is registered with
+//! the runtime that opened it and only makes progress while that runtime runs.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -56,14 +56,20 @@ impl Drop for Local {
 thread_local! {
     static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
     static GENERATION: Cell<u64> = const { Cell::new(0) };
+    /// Inside [`once`]: a runtime of one call, whose connections must not be kept.
+    static ONE_OFF: Cell<bool> = const { Cell::new(false) };
 }
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// Which runtime this thread would run a future on now: state made on one generation may only
 /// be used on the same one. Never 0 once [`run`] has been called on this thread; a runtime
-/// inherited across fork() does not count (its generation is retired on first use).
+/// inherited across fork() does not count (its generation is retired on first use). 0 inside a
+/// runtime made for one call: nothing made there may be kept.
 pub fn generation() -> u64 {
+    if ONE_OFF.try_with(Cell::get).unwrap_or(true) {
+        return 0;
+    }
     let pid = std::process::id();
     let live = LOCAL
         .try_with(|l| {
@@ -106,40 +112,6 @@ fn live(local: &mut Option<Local>) -> Result<&tokio::runtime::Runtime, Stopped> 
         .ok_or_else(|| Stopped::NoRuntime("no runtime".into()))
 }
 
-/// The generation of the runtime the next [`run`] on this thread will use, making that
-/// runtime now if needed: state about to be tied to a runtime (a client whose connections
-/// will be its tasks) is tagged with this before its first use.
-pub fn prepare() -> Result<u64, Stopped> {
-    let made = LOCAL.try_with(|cell| match cell.try_borrow_mut() {
-        Ok(mut local) => live(&mut local).map(|_| ()),
-        Err(_) => Err(Stopped::NoRuntime(
-            "the I/O runtime is in use on this thread".into(),
-        )),
-    });
-    match made {
-        Ok(Ok(())) => Ok(GENERATION.try_with(Cell::get).unwrap_or(0)),
-        Ok(Err(stopped)) => Err(stopped),
-        Err(_) => Err(Stopped::NoRuntime("the thread is exiting".into())),
-    }
-}
-
-/// Lets this thread's runtime catch up on what happened while it was not running, before the
-/// caller goes on: a current-thread runtime only runs inside [`run`], so between two PAM
-/// calls nobody reads the sockets of its kept-alive connections. If a server closed one
-/// meanwhile (its keep-alive timeout), the first poll after the pause must see that before a
-/// request is put on that connection, or the request is written to a dead socket and fails
-/// ("connection closed before message completed"), which a pool cannot retry safely.
-///
-/// A yield hands control back to the scheduler: with no other task ready, the runtime polls
-/// its I/O driver without waiting (the events that arrived during the pause wake the
-/// connection tasks); the second yield lets those woken tasks run (a task that reads EOF
-/// closes its connection and leaves the pool) before this future is polled again. Costs two
-/// non-blocking epoll_wait calls. `tests/transport.rs` checks the outcome.
-pub async fn catch_up() {
-    tokio::task::yield_now().await;
-    tokio::task::yield_now().await;
-}
-
 /// Runs `fut` to its end on this thread's runtime, or stops it when `limit` has passed.
 ///
 /// The future is dropped after the runtime has returned, outside its context: whatever it
@@ -173,7 +145,11 @@ pub fn run<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Stopped> {
 /// still run there), so it is shut down in the background instead.
 fn once<F: Future + Unpin>(limit: Duration, fut: F) -> Result<F::Output, Stopped> {
     let rt = build()?;
+    let outer = ONE_OFF
+        .try_with(|one_off| one_off.replace(true))
+        .unwrap_or(true);
     let result = rt.block_on(bounded(limit, fut));
+    let _ = ONE_OFF.try_with(|one_off| one_off.set(outer));
     rt.shutdown_background();
     result
 }

@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         if let Some(key) = hmail_cookie(text) {
             assert!(!key.is_empty() && !key.contains(';'));
         }
-        if let Ok(base) = reqwest::Url::parse("https://webmail.example.com/") {
+        if let Ok(base) = url::Url::parse("https://webmail.example.com/") {
             if let Some(key) = url_key(text, &base) {
                 assert!(!key.is_empty());
             }

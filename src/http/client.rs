@@ -456,6 +456,7 @@ fn checkout(origin: &Origin) -> Option<Conn> {
         while let Some(mut conn) = kept.pop() {
             if conn.0.pid == std::process::id()
                 && conn.0.generation == generation
+                && generation != 0
                 && conn.0.reusable()
             {
                 // SAFETY: taken out once; the emptied Kept is forgotten, not dropped.
@@ -472,7 +473,12 @@ fn checkout(origin: &Origin) -> Option<Conn> {
 
 /// Puts a connection whose exchange ended cleanly back for the next check on this thread.
 fn checkin(origin: Origin, mut conn: Conn) {
-    if conn.ended || !conn.sender.is_ready() || conn.generation != runtime::generation() {
+    // Generation 0: made on a runtime of one call (`runtime::generation`), gone after it.
+    if conn.ended
+        || !conn.sender.is_ready()
+        || conn.generation == 0
+        || conn.generation != runtime::generation()
+    {
         return;
     }
     conn.idle_since = Instant::now();
