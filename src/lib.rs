@@ -55,8 +55,10 @@ unsafe fn hook(
     body: fn(&dyn Host, &[String]) -> PamError,
 ) -> c_int {
     // Every write of the module, on this thread and on the threads it starts here, happens
-    // with SIGPIPE blocked; one raised meanwhile is taken back before the host's mask returns.
-    let _sigpipe = sigpipe::Blocked::here();
+    // with SIGPIPE blocked (from its first network I/O on: `runtime::run`); one raised
+    // meanwhile is taken back before the host's mask returns. A hook without network I/O (a
+    // cache hit) makes no system call for this.
+    let _sigpipe = sigpipe::Hook::arm();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let host = LibPam(pamh);
         match arguments(argc, argv) {

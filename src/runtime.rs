@@ -112,7 +112,9 @@ fn live(local: &mut Option<Local>) -> Result<&tokio::runtime::Runtime, Stopped> 
         .ok_or_else(|| Stopped::NoRuntime("no runtime".into()))
 }
 
-/// Runs `fut` to its end on this thread's runtime, or stops it when `limit` has passed.
+/// Runs `fut` to its end on this thread's runtime, or stops it when `limit` has passed. In a
+/// hook, SIGPIPE is blocked first (`crate::sigpipe::before_io`) and stays so until the hook
+/// returns.
 ///
 /// The future is dropped after the runtime has returned, outside its context: whatever it
 /// owned (a half-open connection) is closed there and then, rather than leaving a clean-up
@@ -124,6 +126,9 @@ pub fn run<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Stopped> {
             "called from inside an async runtime".into(),
         ));
     }
+    // All of the module's socket I/O happens below, and the blocking pool's (name-lookup)
+    // threads are started only from here: they inherit the mask this sets.
+    crate::sigpipe::before_io();
     let mut fut = Box::pin(fut);
     let outcome = LOCAL.try_with(|cell| {
         let Ok(mut local) = cell.try_borrow_mut() else {
