@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `pam_sm_authenticate`.
-pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
+pub fn authenticate(host: &dyn Host, args: &[&str]) -> PamError {
     // The one place that decides what this handle remembers: an earlier success is withdrawn
     // before anything can fail (a configuration error, a panic), and only a success records
     // one again. No failing path can leave an earlier success standing for account/setcred.
@@ -28,7 +28,7 @@ pub fn authenticate(host: &dyn Host, args: &[String]) -> PamError {
 }
 
 /// The authentication itself: the PAM_USER now authenticated, or the failure's PAM code.
-fn check_password(host: &dyn Host, args: &[String]) -> Result<String, PamError> {
+fn check_password(host: &dyn Host, args: &[&str]) -> Result<String, PamError> {
     let opts = configure(host, args)?;
     if opts.fail_delay_ms > 0 {
         // Like pam_unix: libpam applies the delay only if the whole stack fails.
@@ -131,7 +131,7 @@ fn check_password(host: &dyn Host, args: &[String]) -> Result<String, PamError> 
 }
 
 /// `pam_sm_acct_mgmt`.
-pub fn account(host: &dyn Host, args: &[String]) -> PamError {
+pub fn account(host: &dyn Host, args: &[&str]) -> PamError {
     let opts = match configure(host, args) {
         Ok(o) => o,
         Err(code) => return code,
@@ -204,7 +204,7 @@ fn authenticated_here(host: &dyn Host, user: &str) -> PamError {
     }
 }
 
-fn configure(host: &dyn Host, args: &[String]) -> Result<Arc<Options>, PamError> {
+fn configure(host: &dyn Host, args: &[&str]) -> Result<Arc<Options>, PamError> {
     Options::shared(args).map_err(|e| {
         host.log(Level::Error, &format!("configuration error: {e}"));
         PamError::SERVICE_ERR
@@ -356,8 +356,8 @@ mod tests {
         }
     }
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    fn args(s: &str) -> Vec<&str> {
+        s.split_whitespace().collect()
     }
 
     // Port 9 (discard) on loopback: nothing listens, so any backend call is "unavailable".

@@ -31,8 +31,9 @@ use pamsm::{Pam, PamError};
 use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Module arguments as Rust strings; `None` if libpam handed us something unusable.
-unsafe fn arguments(argc: c_int, argv: *const *const c_char) -> Option<Vec<String>> {
+/// Module arguments as Rust strings (borrowed from libpam, which keeps them for the handle's
+/// life); `None` if libpam handed us something unusable.
+unsafe fn arguments<'a>(argc: c_int, argv: *const *const c_char) -> Option<Vec<&'a str>> {
     if argc < 0 || (argc > 0 && argv.is_null()) {
         return None;
     }
@@ -42,7 +43,7 @@ unsafe fn arguments(argc: c_int, argv: *const *const c_char) -> Option<Vec<Strin
         if p.is_null() {
             return None;
         }
-        args.push(CStr::from_ptr(p).to_str().ok()?.to_owned());
+        args.push(CStr::from_ptr(p).to_str().ok()?);
     }
     Some(args)
 }
@@ -52,7 +53,7 @@ unsafe fn hook(
     pamh: &Pam,
     argc: c_int,
     argv: *const *const c_char,
-    body: fn(&dyn Host, &[String]) -> PamError,
+    body: fn(&dyn Host, &[&str]) -> PamError,
 ) -> c_int {
     // Every write of the module, on this thread and on the threads it starts here, happens
     // with SIGPIPE blocked (from its first network I/O on: `runtime::run`); one raised

@@ -7,8 +7,6 @@ use crate::lock::lock_briefly;
 use crate::secret::Secret;
 use crate::trusted_file::{self, Role, Trusted};
 use crate::verdict::Leniency;
-use once_cell::sync::Lazy;
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -255,8 +253,10 @@ impl Default for Options {
     }
 }
 
-/// A module line this process parsed: its options, and the config file text they came from.
+/// A module line this process parsed: its arguments, its options, and the config file text
+/// they came from.
 struct Parsed {
+    args: Vec<String>,
     file: Option<Trusted>,
     options: Arc<Options>,
 }
@@ -264,8 +264,9 @@ struct Parsed {
 /// More distinct module lines than any host has.
 const MAX_LINES: usize = 64;
 
-/// The lines parsed in this process, by their module arguments ([`Options::shared`]).
-static PARSED: Lazy<Mutex<HashMap<Vec<String>, Parsed>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+/// The lines parsed in this process ([`Options::shared`]): a few, found by comparing their
+/// arguments (cheaper than hashing them).
+static PARSED: Mutex<Vec<Parsed>> = Mutex::new(Vec::new());
 
 impl Options {
     /// Parses module arguments, reading the config file they name first.
@@ -284,7 +285,7 @@ impl Options {
     /// its config file's text stay the same. What the parser checks in the filesystem is
     /// checked on every call as before: the config file is read again once it changed
     /// (`trusted_file::reuse_or_read`), and so is the CA file (`trusted_file::check_cafile`).
-    pub fn shared(args: &[String]) -> Result<Arc<Options>, ConfigError> {
+    pub fn shared(args: &[&str]) -> Result<Arc<Options>, ConfigError> {
         let file = config_file(args)?;
         let same_file = |seen: &Option<Trusted>| match (seen, &file) {
             (None, None) => true,
@@ -293,8 +294,14 @@ impl Options {
             }
             _ => false,
         };
+        let same_args = |line: &Parsed| {
+            line.args
+                .iter()
+                .map(String::as_str)
+                .eq(args.iter().copied())
+        };
         let known = lock_briefly(&PARSED).and_then(|parsed| {
-            let line = parsed.get(args)?;
+            let line = parsed.iter().find(|line| same_args(line))?;
             same_file(&line.file).then(|| line.options.clone())
         });
         if let Some(options) = known {
@@ -310,16 +317,15 @@ impl Options {
             None => Self::parse_with(None, args)?,
         });
         if let Some(mut parsed) = lock_briefly(&PARSED) {
-            if parsed.len() >= MAX_LINES && !parsed.contains_key(args) {
+            parsed.retain(|line| !same_args(line));
+            if parsed.len() >= MAX_LINES {
                 parsed.clear();
             }
-            parsed.insert(
-                args.to_vec(),
-                Parsed {
-                    file: file.map(|(_, text)| text),
-                    options: options.clone(),
-                },
-            );
+            parsed.push(Parsed {
+                args: args.iter().map(|a| a.to_string()).collect(),
+                file: file.map(|(_, text)| text),
+                options: options.clone(),
+            });
         }
         Ok(options)
     }
@@ -918,8 +924,7 @@ mod tests {
     #[test]
     fn a_line_is_parsed_once_and_again_when_its_config_file_changes() {
         use std::os::unix::fs::PermissionsExt;
-        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let line = args(&["backend=mailstore", "url=https://shared.example/x"]);
+        let line = ["backend=mailstore", "url=https://shared.example/x"];
         let (Ok(one), Ok(two)) = (Options::shared(&line), Options::shared(&line)) else {
             panic!("the line parses")
         };
@@ -937,7 +942,7 @@ mod tests {
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         };
         let config = format!("config={}", file.display());
-        let line = args(&[config.as_str(), "quiet"]);
+        let line = [config.as_str(), "quiet"];
         let urls = || match Options::shared(&line) {
             Ok(o) => o.urls.clone(),
             Err(e) => panic!("{e}"),

@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::ptr;
 
 /// The data key under which auth tells account/setcred who it authenticated.
-const AUTHENTICATED_KEY: &str = "pam_mailauth.authenticated";
+const AUTHENTICATED_KEY: &CStr = c"pam_mailauth.authenticated";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -92,12 +92,41 @@ extern "C" {
     fn pam_get_item(pamh: *const c_void, item_type: c_int, item: *mut *const c_void) -> c_int;
     fn pam_set_item(pamh: *const c_void, item_type: c_int, item: *const c_void) -> c_int;
     fn pam_fail_delay(pamh: *const c_void, usec: c_uint) -> c_int;
+    fn pam_set_data(
+        pamh: *const c_void,
+        name: *const c_char,
+        data: *mut c_void,
+        cleanup: Option<Cleanup>,
+    ) -> c_int;
+    fn pam_get_data(pamh: *const c_void, name: *const c_char, data: *mut *const c_void) -> c_int;
+}
+
+type Cleanup = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int);
+
+/// Frees a name stored by `remember_authenticated` (libpam calls it when the data is replaced
+/// or the handle ends).
+unsafe extern "C" fn free_name(_pamh: *mut c_void, data: *mut c_void, _status: c_int) {
+    if !data.is_null() {
+        drop(CString::from_raw(data as *mut c_char));
+    }
 }
 
 impl LibPam<'_> {
     fn raw(&self) -> *const c_void {
         // SAFETY: pamsm::Pam is #[repr(transparent)] over the pam_handle_t pointer.
         unsafe { *(self.0 as *const Pam as *const *const c_void) }
+    }
+
+    /// The name `remember_authenticated` stored in this handle, if one is stored.
+    fn stored_name(&self) -> Option<&CStr> {
+        let mut data: *const c_void = ptr::null();
+        // SAFETY: documented libpam call; the data, if any, is a C string we stored, alive
+        // until it is replaced or the handle ends (both after this borrow).
+        let rc = unsafe { pam_get_data(self.raw(), AUTHENTICATED_KEY.as_ptr(), &mut data) };
+        if rc != 0 || data.is_null() {
+            return None;
+        }
+        Some(unsafe { CStr::from_ptr(data as *const c_char) })
     }
 }
 
@@ -225,16 +254,45 @@ impl Host for LibPam<'_> {
     }
 
     fn remember_authenticated(&self, user: &str) {
-        let _ = self
-            .0
-            .send_bytes(AUTHENTICATED_KEY, user.as_bytes().to_vec(), None);
+        let Ok(name) = CString::new(user) else {
+            self.forget_authenticated();
+            return;
+        };
+        let raw = name.into_raw();
+        // SAFETY: libpam keeps the pointer until it calls free_name with it.
+        let rc = unsafe {
+            pam_set_data(
+                self.raw(),
+                AUTHENTICATED_KEY.as_ptr(),
+                raw as *mut c_void,
+                Some(free_name),
+            )
+        };
+        if rc != 0 {
+            // Not stored: libpam did not take it.
+            drop(unsafe { CString::from_raw(raw) });
+        }
+    }
+
+    fn forget_authenticated(&self) {
+        // Nothing stored (every transaction's first call): nothing to withdraw, and no entry
+        // for libpam to allocate.
+        if self.stored_name().is_some() {
+            // SAFETY: libpam frees the previous name through its cleanup and keeps NULL.
+            unsafe {
+                pam_set_data(
+                    self.raw(),
+                    AUTHENTICATED_KEY.as_ptr(),
+                    ptr::null_mut(),
+                    None,
+                )
+            };
+        }
     }
 
     fn authenticated_user(&self) -> Option<String> {
-        self.0
-            .retrieve_bytes(AUTHENTICATED_KEY)
-            .ok()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
+        self.stored_name()
+            .map(|name| name.to_string_lossy().into_owned())
     }
 
     fn log(&self, level: Level, message: &str) {

@@ -698,7 +698,7 @@ impl Host for Recorder {
 }
 
 fn authenticate(host: &Recorder, args: &str) -> PamError {
-    let args: Vec<String> = args.split_whitespace().map(String::from).collect();
+    let args: Vec<&str> = args.split_whitespace().collect();
     pam_mailauth::core::authenticate(host, &args)
 }
 

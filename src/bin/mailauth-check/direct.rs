@@ -106,6 +106,8 @@ impl Host for TerminalHost {
 /// Returns the exit status.
 pub fn run(args: &[String], user: &str, rhost: Option<String>, account_only: bool) -> u8 {
     let host = TerminalHost::new("mailauth-check", user, rhost);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = args.as_slice();
     let mut codes = Vec::new();
     if !account_only {
         host.phase.set(Phase::Auth);
