@@ -70,7 +70,7 @@ static TLS: Lazy<Mutex<HashMap<Option<PathBuf>, Tls>>> = Lazy::new(|| Mutex::new
 /// which may sit on a stalled mount, and no login may wait on another thread for an unbounded
 /// time. A failure is not kept (a fixed `cafile=` works at the next login).
 fn tls_connector(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdict> {
-    let pid = std::process::id();
+    let pid = crate::fork::pid();
     // A lock still held after fork() by a thread that no longer exists must not hang the
     // login: build an unshared context instead.
     let Some(slot) = crate::lock::lock_briefly(&TLS).map(|mut shared| {

@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod cache;
 pub mod core;
+pub mod fork;
 pub mod http;
 pub mod jsobject;
 pub mod lock;

@@ -142,7 +142,7 @@ pub fn skip(key: &ClientKey, url: &str, interval: Duration, timeout: Duration) -
         // The usual case, kept free of allocations.
         return None;
     }
-    marks.skip(key, url, std::process::id(), probe_time, Instant::now())
+    marks.skip(key, url, crate::fork::pid(), probe_time, Instant::now())
 }
 
 /// `Marks::record` for this process.
@@ -156,7 +156,7 @@ pub fn record(
     if down.is_none() && marks.is_empty() {
         return None;
     }
-    marks.record(key, url, down, std::process::id(), interval, Instant::now())
+    marks.record(key, url, down, crate::fork::pid(), interval, Instant::now())
 }
 
 /// `HH:MM:SS UTC`: syslog stamps lines in local time, so the zone is said.

@@ -43,7 +43,7 @@ struct Local {
 impl Drop for Local {
     fn drop(&mut self) {
         if let Some(rt) = self.rt.take() {
-            if self.pid == std::process::id() {
+            if self.pid == crate::fork::pid() {
                 // At thread exit: never wait for a DNS lookup still running in the pool.
                 rt.shutdown_background();
             } else {
@@ -70,7 +70,7 @@ pub fn generation() -> u64 {
     if ONE_OFF.try_with(Cell::get).unwrap_or(true) {
         return 0;
     }
-    let pid = std::process::id();
+    let pid = crate::fork::pid();
     let live = LOCAL
         .try_with(|l| {
             l.try_borrow()
@@ -97,7 +97,7 @@ fn build() -> Result<tokio::runtime::Runtime, Stopped> {
 /// This thread's live runtime, made if there is none yet or the one there was inherited
 /// across fork() (Local's Drop leaks that one).
 fn live(local: &mut Option<Local>) -> Result<&tokio::runtime::Runtime, Stopped> {
-    let pid = std::process::id();
+    let pid = crate::fork::pid();
     if local.as_ref().is_some_and(|l| l.pid != pid) {
         *local = None;
     }

@@ -127,7 +127,7 @@ impl Slot {
     fn mine(now: u64) -> Slot {
         static SERIAL: AtomicU64 = AtomicU64::new(0);
         Slot {
-            pid: std::process::id(),
+            pid: crate::fork::pid(),
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
             since: now,
         }

@@ -37,7 +37,7 @@ impl Confirmation {
         }
         let mut digest = [0u8; 32];
         digest.copy_from_slice(&h.finalize());
-        Confirmation(std::process::id(), digest)
+        Confirmation(crate::fork::pid(), digest)
     }
 
     pub fn is_known(&self) -> bool {

@@ -433,7 +433,7 @@ struct Kept(ManuallyDrop<Conn>);
 
 impl Drop for Kept {
     fn drop(&mut self) {
-        if self.0.pid == std::process::id() {
+        if self.0.pid == crate::fork::pid() {
             // SAFETY: dropped once, here, and never used again.
             unsafe { ManuallyDrop::drop(&mut self.0) };
         }
@@ -454,7 +454,7 @@ fn checkout(origin: &Origin) -> Option<Conn> {
         let mut idle = idle.try_borrow_mut().ok()?;
         let kept = idle.get_mut(origin)?;
         while let Some(mut conn) = kept.pop() {
-            if conn.0.pid == std::process::id()
+            if conn.0.pid == crate::fork::pid()
                 && conn.0.generation == generation
                 && generation != 0
                 && conn.0.reusable()
@@ -629,7 +629,7 @@ async fn connect(client: &Client, origin: &Origin) -> Result<Conn, Error> {
         connection,
         ended: false,
         fd,
-        pid: std::process::id(),
+        pid: crate::fork::pid(),
         generation: runtime::generation(),
         idle_since: Instant::now(),
     })
