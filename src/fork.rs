@@ -55,7 +55,10 @@ mod tests {
         }
         let mut status = 0;
         unsafe { libc::waitpid(child, &mut status, 0) };
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{status}");
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{status}"
+        );
         assert_eq!(pid(), parent);
     }
 }

@@ -329,10 +329,24 @@ fn describe(err: &client::Error, deadline: &Deadline) -> String {
 /// (`runtime::run` bounds everything from name resolution to the answer's head). A spent
 /// deadline sends nothing.
 pub fn send(request: RequestBuilder, deadline: &Deadline) -> Result<Response, Attempt> {
+    exchange(request, None, deadline)
+}
+
+/// [`send`], reading the body in the same go (at most `cap` bytes): for answers whose body
+/// is always read, [`read_capped`] then hands it over without waiting again.
+pub fn fetch(request: RequestBuilder, cap: u64, deadline: &Deadline) -> Result<Response, Attempt> {
+    exchange(request, Some(cap), deadline)
+}
+
+fn exchange(
+    request: RequestBuilder,
+    read: Option<u64>,
+    deadline: &Deadline,
+) -> Result<Response, Attempt> {
     let Some(left) = deadline.left() else {
         return Err(Attempt::NextUrl(deadline.passed()));
     };
-    match runtime::run(left, client::execute(request)) {
+    match runtime::run(left, client::execute(request, read)) {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(err)) => {
             deadline.note(&err);
@@ -353,6 +367,11 @@ pub fn read_capped(response: Response, cap: u64, deadline: &Deadline) -> Result<
             ));
         }
     }
+    let response = match response.already_read(cap) {
+        Ok(Some(body)) => return Ok(body),
+        Ok(None) => return Err(format!("answer larger than the {cap}-byte limit")),
+        Err(coming) => coming,
+    };
     let Some(left) = deadline.left() else {
         deadline.offline.set(true);
         return Err(deadline.passed());

@@ -88,7 +88,7 @@ impl<'a> Axigen<'a> {
             }
         };
         drop(fields);
-        let response = match http::send(request, deadline) {
+        let response = match http::fetch(request, AUTH_BODY_CAP, deadline) {
             Ok(r) => r,
             Err(attempt) => return attempt,
         };
@@ -130,7 +130,7 @@ impl<'a> Axigen<'a> {
         let request = client
             .get(url)
             .header(COOKIE, format!("_hmail={}", keys.cookie_key));
-        let outcome = match http::send(request, deadline) {
+        let outcome = match http::fetch(request, AUTH_BODY_CAP, deadline) {
             Err(Attempt::NextUrl(why)) => Err(why),
             Err(Attempt::Answer(_)) => Err("no answer".into()),
             Ok(response) => {

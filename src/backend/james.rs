@@ -141,7 +141,7 @@ impl Backend for James<'_> {
                 .authorized(client.post(user_url(base, user, "/verify")))
                 .header(crate::http::header::CONTENT_TYPE, "application/json")
                 .body(body.expose().to_string());
-            let response = match http::send(request, deadline) {
+            let response = match http::fetch(request, AUTH_BODY_CAP, deadline) {
                 Ok(r) => r,
                 Err(attempt) => return attempt,
             };

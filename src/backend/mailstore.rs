@@ -60,7 +60,7 @@ impl<'a> Mailstore<'a> {
         cap: u64,
         deadline: &Deadline,
     ) -> Result<Vec<u8>, Attempt> {
-        let response = http::send(self.post(client, url, body), deadline)?;
+        let response = http::fetch(self.post(client, url, body), cap, deadline)?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(Attempt::NextUrl(format!(

@@ -20,7 +20,7 @@ use super::ClientKey;
 use crate::runtime;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Incoming};
+use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
@@ -216,13 +216,20 @@ impl RequestBuilder {
     }
 }
 
-/// A response whose head has arrived; the body is read by `crate::http::read_capped`.
+/// A response whose head has arrived; the body is read by `crate::http::read_capped`, or was
+/// read with the head (`crate::http::fetch`).
 pub struct Response {
     status: StatusCode,
     headers: HeaderMap,
-    body: Incoming,
-    /// The connection the body still has to come through (none once the body has ended).
-    conn: Option<(Origin, Conn)>,
+    content_length: Option<u64>,
+    body: Body,
+}
+
+enum Body {
+    /// Still to come, through this connection (none once the body has ended).
+    Coming(Box<(Incoming, Option<(Origin, Conn)>)>),
+    /// Read with the head: the bytes, or `None` if there were more than the cap.
+    Read(Option<Vec<u8>>),
 }
 
 impl Response {
@@ -236,18 +243,31 @@ impl Response {
 
     /// The announced body length, if the server announced one.
     pub fn content_length(&self) -> Option<u64> {
-        self.body.size_hint().exact()
+        self.content_length
+    }
+
+    /// The body, if it was read with the head (at most `cap` bytes: `None` if more).
+    pub fn already_read(self, cap: u64) -> Result<Option<Vec<u8>>, Response> {
+        match self.body {
+            Body::Read(Some(body)) if body.len() as u64 <= cap => Ok(Some(body)),
+            Body::Read(_) => Ok(None),
+            Body::Coming(..) => Err(self),
+        }
     }
 
     /// Reads the body, at most `cap` bytes (`None` if there is more); the connection goes
     /// back to the pool once the body has ended.
-    pub async fn read_capped(mut self, cap: u64) -> Result<Option<Vec<u8>>, Error> {
+    pub async fn read_capped(self, cap: u64) -> Result<Option<Vec<u8>>, Error> {
+        let (mut incoming, conn) = match self.body {
+            Body::Read(body) => return Ok(body.filter(|b| b.len() as u64 <= cap)),
+            Body::Coming(coming) => *coming,
+        };
         let mut body = Vec::new();
-        let Some((origin, mut conn)) = self.conn.take() else {
+        let Some((origin, mut conn)) = conn else {
             return Ok(Some(body));
         };
         loop {
-            let frame = drive(&mut conn, self.body.frame()).await;
+            let frame = drive(&mut conn, incoming.frame()).await;
             match frame {
                 None => break,
                 Some(Err(e)) => return Err(Error::Protocol(chain(&e))),
@@ -497,8 +517,35 @@ fn checkin(origin: Origin, mut conn: Conn) {
     });
 }
 
-/// Sends one request and waits for the head of its answer (`crate::http::send` bounds it).
-pub async fn execute(request: RequestBuilder) -> Result<Response, Error> {
+/// Sends one request and waits for the head of its answer, and with `read` the body too, at
+/// most that many bytes (`crate::http::send` and `fetch` bound it).
+pub async fn execute(request: RequestBuilder, read: Option<u64>) -> Result<Response, Error> {
+    let response = head(request).await?;
+    let Some(cap) = read else {
+        return Ok(response);
+    };
+    if response.content_length.is_some_and(|len| len > cap) {
+        // Not read at all: `read_capped` names the announced length.
+        return Ok(Response {
+            body: Body::Read(None),
+            ..response
+        });
+    }
+    let (status, headers, content_length) = (
+        response.status,
+        response.headers.clone(),
+        response.content_length,
+    );
+    let body = response.read_capped(cap).await?;
+    Ok(Response {
+        status,
+        headers,
+        content_length,
+        body: Body::Read(body),
+    })
+}
+
+async fn head(request: RequestBuilder) -> Result<Response, Error> {
     let RequestBuilder {
         client,
         method,
@@ -582,8 +629,8 @@ async fn answered(
     Ok(Response {
         status: parts.status,
         headers: parts.headers,
-        body,
-        conn,
+        content_length: body.size_hint().exact(),
+        body: Body::Coming(Box::new((body, conn))),
     })
 }
 

@@ -161,7 +161,7 @@ fn exchange(client: &Client, url: impl Target, envelope: &Secret, deadline: &Dea
         .header(crate::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")
         .header("SOAPAction", "\"\"")
         .body(envelope.expose().to_string());
-    let response = match http::send(request, deadline) {
+    let response = match http::fetch(request, AUTH_BODY_CAP, deadline) {
         Ok(r) => r,
         Err(attempt) => return attempt,
     };
