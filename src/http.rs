@@ -367,11 +367,12 @@ pub fn read_capped(response: Response, cap: u64, deadline: &Deadline) -> Result<
             ));
         }
     }
-    let response = match response.already_read(cap) {
-        Ok(Some(body)) => return Ok(body),
-        Ok(None) => return Err(format!("answer larger than the {cap}-byte limit")),
-        Err(coming) => coming,
-    };
+    let mut response = response;
+    match response.take_read(cap) {
+        Some(Some(body)) => return Ok(body),
+        Some(None) => return Err(format!("answer larger than the {cap}-byte limit")),
+        None => {}
+    }
     let Some(left) = deadline.left() else {
         deadline.offline.set(true);
         return Err(deadline.passed());

@@ -246,12 +246,11 @@ impl Response {
         self.content_length
     }
 
-    /// The body, if it was read with the head (at most `cap` bytes: `None` if more).
-    pub fn already_read(self, cap: u64) -> Result<Option<Vec<u8>>, Response> {
-        match self.body {
-            Body::Read(Some(body)) if body.len() as u64 <= cap => Ok(Some(body)),
-            Body::Read(_) => Ok(None),
-            Body::Coming(..) => Err(self),
+    /// The body, if it was read with the head: `Some(None)` if it held more than `cap` bytes.
+    pub fn take_read(&mut self, cap: u64) -> Option<Option<Vec<u8>>> {
+        match &mut self.body {
+            Body::Read(body) => Some(body.take().filter(|b| b.len() as u64 <= cap)),
+            Body::Coming(_) => None,
         }
     }
 
