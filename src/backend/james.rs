@@ -19,7 +19,7 @@ use super::confirmed::Confirmation;
 use super::{Answer, Backend};
 use crate::http::StatusCode;
 use crate::http::{self, failover, read_capped, Attempt, Deadline, AUTH_BODY_CAP};
-use crate::http::{Client, RequestBuilder};
+use crate::http::{Client, Endpoint, RequestBuilder, Url};
 use crate::options::Options;
 use crate::secret::Secret;
 use crate::verdict::Verdict;
@@ -47,11 +47,11 @@ impl<'a> James<'a> {
     fn account_status(
         &self,
         client: &Client,
-        base: &str,
+        base: &Endpoint,
         user: &str,
         deadline: &Deadline,
     ) -> Result<StatusCode, Attempt> {
-        let request = self.authorized(client.head(user_url(base, user, "")));
+        let request = self.authorized(client.head(user_url(base.url(), user, "")));
         let response = http::send(request, deadline)?;
         match response.status() {
             s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(token_refused(s)),
@@ -99,7 +99,7 @@ impl<'a> James<'a> {
     fn token_accepted(
         &self,
         client: &Client,
-        base: &str,
+        base: &Endpoint,
         deadline: &Deadline,
     ) -> Result<(), Attempt> {
         // Any name will do: only the token is being checked.
@@ -109,10 +109,16 @@ impl<'a> James<'a> {
 }
 
 /// `{base}/users/{user}{suffix}`, the user percent-encoded as one path segment (`@` and `+`
-/// are common in mail addresses; `/` or `..` must not change the path).
-pub fn user_url(base: &str, user: &str, suffix: &str) -> String {
+/// are common in mail addresses; `/` or `..` must not change the path). Built on the parsed
+/// base: only the path is set, the URL is not parsed again.
+pub fn user_url(base: &Url, user: &str, suffix: &str) -> Url {
     let segment = utf8_percent_encode(user, NON_ALPHANUMERIC);
-    format!("{}/users/{segment}{suffix}", base.trim_end_matches('/'))
+    let mut url = base.clone();
+    url.set_path(&format!(
+        "{}/users/{segment}{suffix}",
+        base.path().trim_end_matches('/')
+    ));
+    url
 }
 
 /// Webadmin refused the module's own credential (or its absence).
@@ -138,7 +144,7 @@ impl Backend for James<'_> {
         let body = Secret::new(serde_json::json!({ "password": password.expose() }).to_string());
         failover(self.opts, |client, base, deadline| {
             let request = self
-                .authorized(client.post(user_url(base, user, "/verify")))
+                .authorized(client.post(user_url(base.url(), user, "/verify")))
                 .header(crate::http::header::CONTENT_TYPE, "application/json")
                 .body(body.expose().to_string());
             let response = match http::fetch(request, AUTH_BODY_CAP, deadline) {
@@ -189,13 +195,18 @@ mod tests {
 
     #[test]
     fn user_is_one_encoded_path_segment() {
+        let url = |text: &str| Url::parse(text).unwrap();
         assert_eq!(
-            user_url("http://h:8000/", "a+b@x.org", "/verify"),
+            user_url(&url("http://h:8000/"), "a+b@x.org", "/verify").as_str(),
             "http://h:8000/users/a%2Bb%40x%2Eorg/verify"
         );
         assert_eq!(
-            user_url("http://h", "../admin", ""),
+            user_url(&url("http://h"), "../admin", "").as_str(),
             "http://h/users/%2E%2E%2Fadmin"
+        );
+        assert_eq!(
+            user_url(&url("http://h/james/"), "john.doe", "").as_str(),
+            "http://h/james/users/john%2Edoe"
         );
     }
 }
