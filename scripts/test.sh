@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 . scripts/ensure-packages.sh
 PACKAGES=(libpam0g-dev libssl-dev pkg-config gcc sasl2-bin apache2
-          libapache2-mod-authnz-pam mariadb-server binutils curl openssl
+          libapache2-mod-authnz-pam mariadb-server binutils curl openssl ca-certificates
           postfix libsasl2-modules dovecot-core dovecot-imapd
           dpkg-dev lintian man-db groff rpm rpmlint postgresql iproute2
           # backend=postfixadmin: the real hash generators (PostfixAdmin's pacrypt under

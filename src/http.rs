@@ -103,29 +103,33 @@ fn build_tls(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdi
     let mut tls = native_tls::TlsConnector::builder();
     // HTTP/1.1 is all the module speaks.
     tls.request_alpns(&["http/1.1"]);
-    if let Some(path) = cafile {
-        // The checked reader, as for the SQL backends: the bytes trusted_file checked are
-        // the bytes used, so a CA file swapped after the options were checked cannot slip in.
-        let pem = crate::trusted_file::read_cafile(path).map_err(Verdict::Misconfigured)?;
-        let certs = openssl::x509::X509::stack_from_pem(pem.text.as_bytes()).map_err(|e| {
-            Verdict::Misconfigured(format!("cafile {}: not a PEM bundle: {e}", path.display()))
-        })?;
-        if certs.is_empty() {
-            return Err(Verdict::Misconfigured(format!(
-                "cafile {}: no certificate in it",
-                path.display()
-            )));
-        }
-        // Only these: cafile= replaces the system's roots, it does not add to them.
-        tls.disable_built_in_roots(true);
-        for cert in certs {
-            let der = cert
-                .to_der()
-                .map_err(|e| Verdict::Misconfigured(format!("cafile {}: {e}", path.display())))?;
-            let cert = native_tls::Certificate::from_der(&der)
-                .map_err(|e| Verdict::Misconfigured(format!("cafile {}: {e}", path.display())))?;
-            tls.add_root_certificate(cert);
-        }
+    // The checked reader, as for the SQL backends: the bytes trusted_file checked are the
+    // bytes used, so a CA file swapped after the options were checked cannot slip in.
+    let shown = match cafile {
+        Some(path) => format!("cafile {}", path.display()),
+        None => format!(
+            "the system's CA bundle {}",
+            crate::trusted_file::SYSTEM_CA_BUNDLE
+        ),
+    };
+    let pem =
+        crate::trusted_file::trust_roots(cafile.as_deref()).map_err(Verdict::Misconfigured)?;
+    let certs = openssl::x509::X509::stack_from_pem(pem.text.as_bytes())
+        .map_err(|e| Verdict::Misconfigured(format!("{shown}: not a PEM bundle: {e}")))?;
+    if certs.is_empty() {
+        return Err(Verdict::Misconfigured(format!(
+            "{shown}: no certificate in it"
+        )));
+    }
+    // Only these: never OpenSSL's built-in lookup, which the environment can extend.
+    tls.disable_built_in_roots(true);
+    for cert in certs {
+        let der = cert
+            .to_der()
+            .map_err(|e| Verdict::Misconfigured(format!("{shown}: {e}")))?;
+        let cert = native_tls::Certificate::from_der(&der)
+            .map_err(|e| Verdict::Misconfigured(format!("{shown}: {e}")))?;
+        tls.add_root_certificate(cert);
     }
     tls.build()
         .map_err(|e| Verdict::Misconfigured(format!("cannot set up TLS for the HTTP client: {e}")))
@@ -318,7 +322,7 @@ pub fn failover(
 fn describe(err: &client::Error, deadline: &Deadline) -> String {
     use client::Error::*;
     match err {
-        ConnectTimeout => deadline.passed(),
+        ConnectTimeout | BodyTimeout => deadline.passed(),
         Unreachable(cause) | Connect(cause) => format!("cannot connect: {cause}"),
         Protocol(cause) => format!("transport error: {cause}"),
         Request(why) => format!("cannot send the request: {why}"),
@@ -346,6 +350,7 @@ fn exchange(
     let Some(left) = deadline.left() else {
         return Err(Attempt::NextUrl(deadline.passed()));
     };
+    let read = read.map(|cap| (cap, tokio::time::Instant::from_std(deadline.at)));
     match runtime::run(left, client::execute(request, read)) {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(err)) => {
@@ -369,8 +374,12 @@ pub fn read_capped(response: Response, cap: u64, deadline: &Deadline) -> Result<
     }
     let mut response = response;
     match response.take_read(cap) {
-        Some(Some(body)) => return Ok(body),
-        Some(None) => return Err(format!("answer larger than the {cap}-byte limit")),
+        Some(Ok(Some(body))) => return Ok(body),
+        Some(Ok(None)) => return Err(format!("answer larger than the {cap}-byte limit")),
+        Some(Err(err)) => {
+            deadline.note(&err);
+            return Err(describe(&err, deadline));
+        }
         None => {}
     }
     let Some(left) = deadline.left() else {

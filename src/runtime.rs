@@ -43,7 +43,8 @@ struct Local {
 impl Drop for Local {
     fn drop(&mut self) {
         if let Some(rt) = self.rt.take() {
-            if self.pid == crate::fork::pid() {
+            // The kernel's answer: this runs at thread exit, maybe outside any hook.
+            if self.pid == std::process::id() {
                 // At thread exit: never wait for a DNS lookup still running in the pool.
                 rt.shutdown_background();
             } else {

@@ -240,20 +240,42 @@ pub const CAFILE_MAX_BYTES: u64 = 4 * 1024 * 1024;
 /// owned by root. The file the links end at then passes `read`'s rules. With every step
 /// owned and writable only by root, nothing can change between these checks and the read.
 pub fn read_cafile(path: &Path) -> Result<Trusted, String> {
-    const ROLE: Role = Role {
-        name: "CA file",
-        option: "cafile=",
-        holds: "PEM certificates",
-    };
-    let real = resolve_trusted(path, &ROLE)?;
-    read(&real, &ROLE, CAFILE_MAX_BYTES)
+    let real = resolve_trusted(path, &CAFILE_ROLE)?;
+    read(&real, &CAFILE_ROLE, CAFILE_MAX_BYTES)
 }
 
-/// `read_cafile`'s verdict without the read when the CA file (the link and what it ends at)
-/// is the very same as when it last passed (`reuse_or_read`): the option parser checks
-/// `cafile=` on every login, and a system bundle is a quarter of a megabyte.
+const CAFILE_ROLE: Role = Role {
+    name: "CA file",
+    option: "cafile=",
+    holds: "PEM certificates",
+};
+
+/// The system's CA bundle (Debian's ca-certificates), trusted when `cafile=` is not set.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The certificates the module trusts for TLS, HTTPS and databases alike: `cafile=`, or the
+/// system's bundle read under the same rules. Never what the host's environment names:
+/// OpenSSL's built-in lookup would honour `SSL_CERT_FILE` and `SSL_CERT_DIR`, and the
+/// environment of a setuid host (su, sudo, passwd) is the invoking user's.
+pub fn trust_roots(cafile: Option<&Path>) -> Result<Trusted, String> {
+    match cafile {
+        Some(path) => read_cafile(path),
+        None => read_cafile(Path::new(SYSTEM_CA_BUNDLE)).map_err(|e| {
+            format!("{e} (the system's CA bundle, trusted without cafile=: install ca-certificates or set cafile=)")
+        }),
+    }
+}
+
+/// `read_cafile`'s verdict without the read when the CA file is the very same as when it last
+/// passed (`reuse_or_read`): the option parser checks `cafile=` on every login, and a system
+/// bundle is a quarter of a megabyte.
 pub fn check_cafile(path: &Path) -> Result<(), String> {
-    reuse_or_read(path, |p| read_cafile(p).map(|_| ()))
+    // The walk (a few lstat calls) runs every time: the verdict depends on every directory
+    // and link on the way, which the file's own fingerprint does not show.
+    let real = resolve_trusted(path, &CAFILE_ROLE)?;
+    reuse_or_read(&real, |p| {
+        read(p, &CAFILE_ROLE, CAFILE_MAX_BYTES).map(|_| ())
+    })
 }
 
 /// Follows `path` to the file it names, checking every directory and link on the way (see
@@ -354,4 +376,31 @@ fn resolve_trusted(path: &Path, role: &Role) -> Result<std::path::PathBuf, Strin
         at = next;
     }
     Err(format!("{name} {shown} names a directory, not a file"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The remembered verdict on a CA file covers the directories on its path too: one made
+    /// writable by all after the file passed makes the file refused again.
+    #[test]
+    fn a_cafile_whose_directory_became_writable_by_all_is_refused_again() {
+        let dir = std::env::temp_dir().join(format!("pam_mailauth-ca-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::copy(SYSTEM_CA_BUNDLE, &ca).unwrap();
+        std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(check_cafile(&ca), Ok(()));
+        assert_eq!(check_cafile(&ca), Ok(()), "remembered");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let refused = check_cafile(&ca);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            refused.is_err(),
+            "a CA file anyone can replace was still trusted"
+        );
+    }
 }

@@ -820,3 +820,29 @@ fn the_webmail_axigen_example_runs_as_written() {
     );
     assert_eq!(server.logins(), logins);
 }
+
+/// A login answer whose head (303, the session keys) arrived but whose body broke off: no
+/// readable yes (unavailable), and the session the server opened is logged out all the same.
+#[test]
+fn a_login_whose_body_breaks_off_is_unavailable_and_its_session_is_logged_out() {
+    let server = Server::start(|req| {
+        if req.query().get("action").map(String::as_str) == Some("logout") {
+            return Reply::status(200, "text/html", "");
+        }
+        Reply::Raw(
+            b"HTTP/1.1 303 See Other\r\nSet-Cookie: _hmail=abc123;Path=/\r\nLocation: /?_h=key456\r\n\
+              Content-Length: 100\r\n\r\n{ success: tr"
+                .to_vec(),
+        )
+    });
+    let svc = Service::module_line(&format!("backend=axigen url={}", server.url("/")));
+    assert_eq!(svc.auth("john", "Passw0rd"), PAM_AUTHINFO_UNAVAIL);
+    let logout = server
+        .requests()
+        .into_iter()
+        .find(|r| r.query().get("action").map(String::as_str) == Some("logout"));
+    let Some(logout) = logout else {
+        panic!("the session the server opened was not logged out")
+    };
+    assert_eq!(logout.query().get("_h").map(String::as_str), Some("key456"));
+}

@@ -493,3 +493,23 @@ fn scim_a_forked_child_confirms_the_base_for_itself() {
     );
     assert_eq!(probes(), 2, "the parent's confirmation still holds");
 }
+
+/// A James 400 decides (a refusal) even when its body is cut short: the status was read, and
+/// the password must not go on to the next server (a second guess, counted twice by a shared
+/// lockout).
+#[test]
+fn james_a_refusal_whose_body_breaks_off_is_still_a_refusal() {
+    use support::http::Server;
+    let first = Server::start(|_| {
+        Reply::Raw(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 100\r\n\r\nshort".to_vec())
+    });
+    let second = Server::start(|_| Reply::status(204, "text/plain", ""));
+    let svc = Service::module_line(&format!(
+        "backend=james url={} url={}",
+        first.url("/"),
+        second.url("/")
+    ));
+    assert_eq!(svc.auth("alice@example.test", "pw"), PAM_AUTH_ERR);
+    assert_eq!(first.count(), 1);
+    assert_eq!(second.count(), 0, "the password went on to the next server");
+}

@@ -52,6 +52,8 @@ pub enum Error {
     Request(String),
     /// The connect timeout (`connect_timeout=`) passed.
     ConnectTimeout,
+    /// The attempt's deadline passed while the body of an answer was still coming.
+    BodyTimeout,
     /// Nothing listens there, or there is no route: the server is down.
     Unreachable(String),
     /// Any other failure to connect: name resolution, TLS (certificate verification).
@@ -230,6 +232,8 @@ enum Body {
     Coming(Box<(Incoming, Option<(Origin, Conn)>)>),
     /// Read with the head: the bytes, or `None` if there were more than the cap.
     Read(Option<Vec<u8>>),
+    /// Reading it with the head failed; the head stands (a status decides for some backends).
+    Failed(Option<Error>),
 }
 
 impl Response {
@@ -246,10 +250,14 @@ impl Response {
         self.content_length
     }
 
-    /// The body, if it was read with the head: `Some(None)` if it held more than `cap` bytes.
-    pub fn take_read(&mut self, cap: u64) -> Option<Option<Vec<u8>>> {
+    /// The body, if it was read with the head: `Ok(None)` if it held more than `cap` bytes,
+    /// `Err` if reading it failed.
+    pub fn take_read(&mut self, cap: u64) -> Option<Result<Option<Vec<u8>>, Error>> {
         match &mut self.body {
-            Body::Read(body) => Some(body.take().filter(|b| b.len() as u64 <= cap)),
+            Body::Read(body) => Some(Ok(body.take().filter(|b| b.len() as u64 <= cap))),
+            Body::Failed(err) => Some(Err(err
+                .take()
+                .unwrap_or_else(|| Error::Protocol("the answer's body was already taken".into())))),
             Body::Coming(_) => None,
         }
     }
@@ -259,6 +267,11 @@ impl Response {
     pub async fn read_capped(self, cap: u64) -> Result<Option<Vec<u8>>, Error> {
         let (mut incoming, conn) = match self.body {
             Body::Read(body) => return Ok(body.filter(|b| b.len() as u64 <= cap)),
+            Body::Failed(err) => {
+                return Err(err.unwrap_or_else(|| {
+                    Error::Protocol("the answer's body was already taken".into())
+                }))
+            }
             Body::Coming(coming) => *coming,
         };
         let mut body = Vec::new();
@@ -452,7 +465,8 @@ struct Kept(ManuallyDrop<Conn>);
 
 impl Drop for Kept {
     fn drop(&mut self) {
-        if self.0.pid == crate::fork::pid() {
+        // The kernel's answer: a destructor may run outside any hook (at thread exit).
+        if self.0.pid == std::process::id() {
             // SAFETY: dropped once, here, and never used again.
             unsafe { ManuallyDrop::drop(&mut self.0) };
         }
@@ -517,10 +531,14 @@ fn checkin(origin: Origin, mut conn: Conn) {
 }
 
 /// Sends one request and waits for the head of its answer, and with `read` the body too, at
-/// most that many bytes (`crate::http::send` and `fetch` bound it).
-pub async fn execute(request: RequestBuilder, read: Option<u64>) -> Result<Response, Error> {
+/// most that many bytes, until that instant (`crate::http::send` and `fetch` bound the whole).
+/// A body that cannot be read leaves the head standing: some backends decide on the status.
+pub async fn execute(
+    request: RequestBuilder,
+    read: Option<(u64, tokio::time::Instant)>,
+) -> Result<Response, Error> {
     let response = head(request).await?;
-    let Some(cap) = read else {
+    let Some((cap, until)) = read else {
         return Ok(response);
     };
     if response.content_length.is_some_and(|len| len > cap) {
@@ -535,12 +553,18 @@ pub async fn execute(request: RequestBuilder, read: Option<u64>) -> Result<Respo
         response.headers.clone(),
         response.content_length,
     );
-    let body = response.read_capped(cap).await?;
+    // Ends no later than the attempt's deadline, which bounds this call as a whole: polled
+    // first when both have passed, it keeps the head.
+    let body = match tokio::time::timeout_at(until, response.read_capped(cap)).await {
+        Ok(Ok(body)) => Body::Read(body),
+        Ok(Err(err)) => Body::Failed(Some(err)),
+        Err(_) => Body::Failed(Some(Error::BodyTimeout)),
+    };
     Ok(Response {
         status,
         headers,
         content_length,
-        body: Body::Read(body),
+        body,
     })
 }
 
@@ -639,6 +663,11 @@ async fn answered(
 async fn connect(client: &Client, origin: &Origin) -> Result<Conn, Error> {
     let key = &client.shared.key;
     let stream = match &key.unix_socket {
+        Some(_) if origin.tls => {
+            return Err(Error::Request(
+                "https:// cannot go over a unix socket (socket=)".into(),
+            ))
+        }
         Some(path) => {
             let unix = within(key.connect_timeout, UnixStream::connect(path)).await?;
             Stream::Unix(unix)
@@ -667,6 +696,9 @@ async fn connect(client: &Client, origin: &Origin) -> Result<Conn, Error> {
         Stream::Unix(s) => s.as_raw_fd(),
     };
     let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        // An answer's head must fit in this, and no read takes more: the body caps the
+        // backends set are then what a server can make the module hold.
+        .max_buf_size(64 * 1024)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| Error::Protocol(chain(&e)))?;

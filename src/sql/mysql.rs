@@ -86,10 +86,12 @@ pub(super) fn settings(
         // Never move from the configured TCP endpoint to the server's own socket.
         .prefer_socket(false)
         .stmt_cache_size(stmt_cache_size);
-    if let (Some(ssl), Some(ca), Some(_)) = (ssl, &opts.cafile, &dsn.host) {
-        // cafile= replaces the system store, as it does for HTTPS. The bytes checked by
-        // trusted_file are the bytes used: the driver never opens the path itself.
-        let pem = trusted_file::read_cafile(ca).map_err(Verdict::Misconfigured)?;
+    if let (Some(ssl), Some(_)) = (ssl, &dsn.host) {
+        // cafile= or the system's bundle, never the driver's built-in lookup (which the
+        // environment can extend), as for HTTPS. The bytes checked by trusted_file are the
+        // bytes used: the driver never opens the path itself.
+        let pem =
+            trusted_file::trust_roots(opts.cafile.as_deref()).map_err(Verdict::Misconfigured)?;
         let bytes = pem.text.as_bytes().to_vec();
         builder = builder.ssl_opts(
             ssl.with_root_certs(vec![bytes.into()])

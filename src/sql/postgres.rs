@@ -84,15 +84,16 @@ pub(super) fn settings(dsn_text: &str, dsn: &Dsn, opts: &Options) -> Result<Sett
         config.ssl_mode(SslMode::Disable);
     }
     let mut builder = native_tls::TlsConnector::builder();
-    if let (Some(ca), Some(_)) = (&opts.cafile, &dsn.host) {
-        let pem = trusted_file::read_cafile(ca).map_err(Verdict::Misconfigured)?;
-        let certs = native_tls::Certificate::stack_from_pem(pem.text.as_bytes()).map_err(|e| {
-            Verdict::Misconfigured(format!("cafile {}: not a PEM bundle: {e}", ca.display()))
-        })?;
+    if dsn.host.is_some() {
+        // cafile= or the system's bundle, never the built-in lookup (which the environment
+        // can extend), as for HTTPS and MySQL.
+        let pem =
+            trusted_file::trust_roots(opts.cafile.as_deref()).map_err(Verdict::Misconfigured)?;
+        let certs = native_tls::Certificate::stack_from_pem(pem.text.as_bytes())
+            .map_err(|e| Verdict::Misconfigured(format!("CA file: not a PEM bundle: {e}")))?;
         for cert in certs {
             builder.add_root_certificate(cert);
         }
-        // cafile= replaces the system store, as for HTTPS and MySQL.
         builder.disable_built_in_roots(true);
     }
     let connector = builder
