@@ -327,9 +327,18 @@ pub fn hmail_cookie(set_cookie: &str) -> Option<String> {
 /// The `_h` key of a `Location` value, relative (`/?_h=KEY`, as WebMail sends it) or
 /// absolute. `None` without exactly one non-empty, printable `_h`.
 pub fn url_key(location: &str, base: &Url) -> Option<String> {
-    let url = base.join(location.trim()).ok()?;
-    let mut keys = url
-        .query_pairs()
+    let location = location.trim();
+    let joined;
+    let query = match location.strip_prefix("/?") {
+        // WebMail's own form: its query is what joining it to the base would give (printable
+        // ASCII without a fragment is kept as it is), without parsing a URL.
+        Some(query) if query.bytes().all(|b| b.is_ascii_graphic() && b != b'#') => query,
+        _ => {
+            joined = base.join(location).ok()?;
+            joined.query()?
+        }
+    };
+    let mut keys = url::form_urlencoded::parse(query.as_bytes())
         .filter(|(k, _)| k == "_h")
         .map(|(_, v)| v.into_owned());
     let key = keys.next()?;
@@ -404,6 +413,33 @@ pub fn parse_rest_answer(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// WebMail's `/?...` form is read without joining; the answer is the joined URL's.
+    #[test]
+    fn the_url_key_of_webmails_location_form_is_the_joined_urls() {
+        let base = Url::parse("https://mail.example.com/webmail/").unwrap();
+        let joined = |location: &str| {
+            let url = base.join(location.trim()).ok()?;
+            let mut keys = url.query_pairs().filter(|(k, _)| k == "_h");
+            let (_, key) = keys.next()?;
+            (keys.next().is_none() && !key.is_empty() && key.chars().all(|c| c.is_ascii_graphic()))
+                .then(|| key.into_owned())
+        };
+        for location in [
+            "/?_h=KEY123",
+            " /?_h=a%2Bb+c&x=1 ",
+            "/?_h=1&_h=2",
+            "/?_h=",
+            "/?x=1",
+            "/?_h=a\"b<c>'d",
+            "/?_h=%41%7e",
+            "/?_h=k#frag",
+            "https://other.example/?_h=abs",
+            "?_h=rel",
+        ] {
+            assert_eq!(url_key(location, &base), joined(location), "{location:?}");
+        }
+    }
     use crate::http::header::HeaderValue;
 
     #[test]
