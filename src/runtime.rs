@@ -130,7 +130,8 @@ pub fn run<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Stopped> {
     // All of the module's socket I/O happens below, and the blocking pool's (name-lookup)
     // threads are started only from here: they inherit the mask this sets.
     crate::sigpipe::before_io();
-    let mut fut = Box::pin(fut);
+    // Pinned where it is (no copy to the heap): it stays in this frame until `run` returns.
+    let mut fut = std::pin::pin!(fut);
     let outcome = LOCAL.try_with(|cell| {
         let Ok(mut local) = cell.try_borrow_mut() else {
             // Re-entered from inside run() on this thread: use a runtime of its own.
@@ -138,13 +139,11 @@ pub fn run<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Stopped> {
         };
         live(&mut local)?.block_on(bounded(limit, &mut fut))
     });
-    let result = match outcome {
+    match outcome {
         Ok(result) => result,
         // The thread is exiting (its locals are gone): a runtime for this one call.
         Err(_) => once(limit, &mut fut),
-    };
-    drop(fut);
-    result
+    }
 }
 
 /// A runtime for one call. Dropping a runtime waits for its blocking pool (a DNS lookup may

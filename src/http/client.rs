@@ -227,9 +227,12 @@ pub struct Response {
     body: Body,
 }
 
+/// A body still to come, and the connection it comes through (none once it has ended).
+type Coming = (Incoming, Option<(Origin, Box<Conn>)>);
+
 enum Body {
     /// Still to come, through this connection (none once the body has ended).
-    Coming(Box<(Incoming, Option<(Origin, Conn)>)>),
+    Coming(Box<Coming>),
     /// Read with the head: the bytes, or `None` if there were more than the cap.
     Read(Option<Vec<u8>>),
     /// Reading it with the head failed; the head stands (a status decides for some backends).
@@ -461,7 +464,7 @@ async fn drive<F: Future>(conn: &mut Conn, fut: F) -> F::Output {
 }
 
 /// A connection kept by this thread, never touched in a process it does not belong to.
-struct Kept(ManuallyDrop<Conn>);
+struct Kept(ManuallyDrop<Box<Conn>>);
 
 impl Drop for Kept {
     fn drop(&mut self) {
@@ -481,7 +484,7 @@ thread_local! {
 }
 
 /// A reusable idle connection to `origin` made by this process and runtime, if there is one.
-fn checkout(origin: &Origin) -> Option<Conn> {
+fn checkout(origin: &Origin) -> Option<Box<Conn>> {
     let generation = runtime::generation();
     IDLE.try_with(|idle| {
         let mut idle = idle.try_borrow_mut().ok()?;
@@ -505,7 +508,7 @@ fn checkout(origin: &Origin) -> Option<Conn> {
 }
 
 /// Puts a connection whose exchange ended cleanly back for the next check on this thread.
-fn checkin(origin: Origin, mut conn: Conn) {
+fn checkin(origin: Origin, mut conn: Box<Conn>) {
     // Generation 0: made on a runtime of one call (`runtime::generation`), gone after it.
     if conn.ended
         || !conn.sender.is_ready()
@@ -638,7 +641,7 @@ const USER_AGENT: &str = concat!("pam_mailauth/", env!("CARGO_PKG_VERSION"));
 /// body) frees the connection for the next request right away.
 async fn answered(
     origin: Origin,
-    mut conn: Conn,
+    mut conn: Box<Conn>,
     head: ::http::Response<Incoming>,
 ) -> Result<Response, Error> {
     let (parts, body) = head.into_parts();
@@ -660,7 +663,9 @@ async fn answered(
 /// Opens a new connection: the unix socket (`socket=`), or TCP to each address of the host in
 /// turn within `connect_timeout=` each, then TLS for https, verifying the certificate and the
 /// host name with the configuration's trust roots.
-async fn connect(client: &Client, origin: &Origin) -> Result<Conn, Error> {
+/// Boxed: a connection is large (hyper's buffers and state) and moves between the pool, the
+/// request and the response; a box moves as a pointer.
+async fn connect(client: &Client, origin: &Origin) -> Result<Box<Conn>, Error> {
     let key = &client.shared.key;
     let stream = match &key.unix_socket {
         Some(_) if origin.tls => {
@@ -702,7 +707,7 @@ async fn connect(client: &Client, origin: &Origin) -> Result<Conn, Error> {
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| Error::Protocol(chain(&e)))?;
-    Ok(Conn {
+    Ok(Box::new(Conn {
         sender,
         connection,
         ended: false,
@@ -710,7 +715,7 @@ async fn connect(client: &Client, origin: &Origin) -> Result<Conn, Error> {
         pid: crate::fork::pid(),
         generation: runtime::generation(),
         idle_since: Instant::now(),
-    })
+    }))
 }
 
 enum Within<E> {
