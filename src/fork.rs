@@ -7,7 +7,10 @@
 //! ([`refresh`]), and the checks inside it read that answer. A child, however it was made
 //! (fork(), a raw clone() or _Fork(), which skip pthread_atfork handlers), enters the module
 //! through a hook, so it never runs a check with its parent's pid. Code that may run outside a
-//! hook (destructors at thread exit) asks the kernel itself.
+//! hook (destructors at thread exit) asks the kernel itself. (A child sharing its parent's
+//! memory, clone(CLONE_VM) without CLONE_THREAD, would write its pid into the parent's copy
+//! too; the parent would then only rebuild what it keeps, never use a child's. No PAM host
+//! makes such children.)
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -109,7 +109,7 @@ fn build_tls(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdi
         Some(path) => format!("cafile {}", path.display()),
         None => format!(
             "the system's CA bundle {}",
-            crate::trusted_file::SYSTEM_CA_BUNDLE
+            crate::trusted_file::system_ca_bundle().display()
         ),
     };
     let pem =
@@ -139,7 +139,7 @@ fn build_tls(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdi
 /// are kept by the thread). Kept-alive connections are reused by the next check on this
 /// thread.
 pub fn client(key: &ClientKey) -> Result<Client, Verdict> {
-    Ok(Client::new(key.clone(), tls_connector(&key.cafile)?))
+    Ok(Client::new(key.clone()))
 }
 
 /// One URL's outcome: a definite answer ends the search, anything else moves on.
@@ -326,6 +326,7 @@ fn describe(err: &client::Error, deadline: &Deadline) -> String {
         Unreachable(cause) | Connect(cause) => format!("cannot connect: {cause}"),
         Protocol(cause) => format!("transport error: {cause}"),
         Request(why) => format!("cannot send the request: {why}"),
+        Misconfigured(why) => format!("configuration error: {why}"),
     }
 }
 
@@ -353,6 +354,10 @@ fn exchange(
     let read = read.map(|cap| (cap, tokio::time::Instant::from_std(deadline.at)));
     match runtime::run(left, client::execute(request, read)) {
         Ok(Ok(response)) => Ok(response),
+        // The same for every URL: a definite answer, not a reason to try the next one.
+        Ok(Err(client::Error::Misconfigured(why))) => {
+            Err(Attempt::Answer(Verdict::Misconfigured(why)))
+        }
         Ok(Err(err)) => {
             deadline.note(&err);
             Err(Attempt::NextUrl(describe(&err, deadline)))

@@ -250,19 +250,33 @@ const CAFILE_ROLE: Role = Role {
     holds: "PEM certificates",
 };
 
-/// The system's CA bundle (Debian's ca-certificates), trusted when `cafile=` is not set.
-pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// The system's CA bundle, trusted when `cafile=` is not set: the file OpenSSL was built to
+/// trust (`/usr/lib/ssl/cert.pem`, a link to /etc/ssl/certs/ca-certificates.crt on Debian;
+/// `/etc/pki/tls/cert.pem` on Fedora). The compiled-in path, not `SSL_CERT_FILE`.
+pub fn system_ca_bundle() -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: OpenSSL returns a pointer to a static, NUL-terminated string.
+    let path = unsafe { std::ffi::CStr::from_ptr(openssl_sys::X509_get_default_cert_file()) };
+    std::path::PathBuf::from(std::ffi::OsStr::from_bytes(path.to_bytes()))
+}
 
 /// The certificates the module trusts for TLS, HTTPS and databases alike: `cafile=`, or the
 /// system's bundle read under the same rules. Never what the host's environment names:
 /// OpenSSL's built-in lookup would honour `SSL_CERT_FILE` and `SSL_CERT_DIR`, and the
 /// environment of a setuid host (su, sudo, passwd) is the invoking user's.
 pub fn trust_roots(cafile: Option<&Path>) -> Result<Trusted, String> {
+    const SYSTEM_ROLE: Role = Role {
+        name: "the system's CA bundle",
+        option: "cafile= (none is set: install ca-certificates, or set cafile=)",
+        holds: "PEM certificates",
+    };
     match cafile {
         Some(path) => read_cafile(path),
-        None => read_cafile(Path::new(SYSTEM_CA_BUNDLE)).map_err(|e| {
-            format!("{e} (the system's CA bundle, trusted without cafile=: install ca-certificates or set cafile=)")
-        }),
+        None => {
+            let bundle = system_ca_bundle();
+            let real = resolve_trusted(&bundle, &SYSTEM_ROLE)?;
+            read(&real, &SYSTEM_ROLE, CAFILE_MAX_BYTES)
+        }
     }
 }
 
@@ -391,7 +405,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let ca = dir.join("ca.pem");
-        std::fs::copy(SYSTEM_CA_BUNDLE, &ca).unwrap();
+        std::fs::copy(system_ca_bundle(), &ca).unwrap();
         std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(check_cafile(&ca), Ok(()));
         assert_eq!(check_cafile(&ca), Ok(()), "remembered");

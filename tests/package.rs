@@ -139,7 +139,13 @@ fn control_fields_depend_on_what_the_binaries_link_and_the_config_is_a_conffile(
     assert!(field("Description").len() > 200, "an extended description");
     let depends = field("Depends");
     // pam_start_confdir (mailauth-check --confdir) needs libpam 1.4.
-    for dep in ["libc6 (>= ", "libpam0g (>= 1.4", "libssl3 (>= "] {
+    // ca-certificates: the trust roots without cafile= (trusted_file::trust_roots).
+    for dep in [
+        "libc6 (>= ",
+        "libpam0g (>= 1.4",
+        "libssl3 (>= ",
+        "ca-certificates",
+    ] {
         assert!(depends.contains(dep), "Depends lacks {dep}: {depends}");
     }
     let dir = TempDir::new("control");

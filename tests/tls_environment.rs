@@ -31,3 +31,36 @@ fn ssl_cert_file_in_the_environment_adds_no_trusted_ca() {
     let svc = Service::module_line(&format!("backend=mailstore url={url} timeout=5 {cafile}"));
     assert_eq!(svc.auth("john.doe", "Passw0rd"), PAM_SUCCESS);
 }
+
+/// The trust roots are read only when an https connection is opened: a plain `http://`
+/// configuration works on a machine without a CA bundle, and https without `cafile=` there is
+/// a configuration error that names the missing bundle.
+#[test]
+fn no_ca_bundle_is_needed_without_https() {
+    if !support::netns::in_private_mounts(
+        "no_ca_bundle_is_needed_without_https",
+        "mount -t tmpfs none /etc/ssl/certs",
+    ) {
+        return;
+    }
+    assert!(!std::path::Path::new("/etc/ssl/certs/ca-certificates.crt").exists());
+    let log = support::syslog::Capture::start();
+    let server = MailStore::new(&[("john.doe", "Passw0rd")]).serve();
+    let url = server.url("/mailstore-integration/index.php");
+    let svc = Service::module_line(&format!("backend=mailstore url={url} timeout=5"));
+    assert_eq!(svc.auth("john.doe", "Passw0rd"), PAM_SUCCESS);
+
+    let pki = Pki::new();
+    let cert = pki.self_signed("self", "IP:127.0.0.1");
+    let fake = MailStore::new(&[("john.doe", "Passw0rd")]);
+    let tls = TlsServer::start(&cert, move |req| fake.answer(req));
+    let https = tls.url("127.0.0.1", "/mailstore-integration/index.php");
+    let svc = Service::module_line(&format!("backend=mailstore url={https} timeout=5"));
+    assert_eq!(svc.auth("john.doe", "Passw0rd"), PAM_SERVICE_ERR);
+    assert!(tls.requests().is_empty());
+    let logged = log.module_lines().join("\n");
+    assert!(
+        logged.contains("the system's CA bundle") && logged.contains("set cafile="),
+        "{logged}"
+    );
+}

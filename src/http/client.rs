@@ -50,6 +50,8 @@ const IDLE_PER_ORIGIN: usize = 4;
 pub enum Error {
     /// The request could not be built (a header value with a newline, a URL that is not one).
     Request(String),
+    /// The configuration cannot work (the CA bundle cannot be read): the same for every URL.
+    Misconfigured(String),
     /// The connect timeout (`connect_timeout=`) passed.
     ConnectTimeout,
     /// The attempt's deadline passed while the body of an answer was still coming.
@@ -85,17 +87,34 @@ pub struct Client {
 
 struct Shared {
     key: ClientKey,
-    tls: tokio_native_tls::TlsConnector,
+    /// Fetched when the first https connection is opened: a plain `http://` or `socket=`
+    /// configuration never reads a CA bundle.
+    tls: std::sync::OnceLock<tokio_native_tls::TlsConnector>,
 }
 
 impl Client {
-    pub fn new(key: ClientKey, tls: native_tls::TlsConnector) -> Client {
+    pub fn new(key: ClientKey) -> Client {
         Client {
             shared: Arc::new(Shared {
                 key,
-                tls: tls.into(),
+                tls: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// The TLS context of this configuration's trust roots (the process's, `super::tls`).
+    fn tls(&self) -> Result<tokio_native_tls::TlsConnector, Error> {
+        if let Some(tls) = self.shared.tls.get() {
+            return Ok(tls.clone());
+        }
+        let tls: tokio_native_tls::TlsConnector = super::tls_connector(&self.shared.key.cafile)
+            .map_err(|verdict| match verdict {
+                crate::verdict::Verdict::Misconfigured(why) => Error::Misconfigured(why),
+                other => Error::Connect(format!("{other:?}")),
+            })?
+            .into();
+        let _ = self.shared.tls.set(tls.clone());
+        Ok(tls)
     }
 
     pub fn get(&self, url: impl Target) -> RequestBuilder {
@@ -678,17 +697,20 @@ async fn connect(client: &Client, origin: &Origin) -> Result<Box<Conn>, Error> {
             Stream::Unix(unix)
         }
         None => {
+            // The trust roots first: a CA bundle that cannot be used means no contact at all.
+            let connector = if origin.tls {
+                Some(client.tls()?)
+            } else {
+                None
+            };
             let tcp = tcp(key.connect_timeout, &origin.host, origin.port).await?;
-            if origin.tls {
-                let tls = within(
-                    key.connect_timeout,
-                    client.shared.tls.connect(&origin.host, tcp),
-                )
-                .await
-                .map_err(|e| match e {
-                    Within::TimedOut => Error::ConnectTimeout,
-                    Within::Failed(e) => Error::Connect(chain(&e)),
-                })?;
+            if let Some(connector) = connector {
+                let tls = within(key.connect_timeout, connector.connect(&origin.host, tcp))
+                    .await
+                    .map_err(|e| match e {
+                        Within::TimedOut => Error::ConnectTimeout,
+                        Within::Failed(e) => Error::Connect(chain(&e)),
+                    })?;
                 Stream::Tls(Box::new(tls))
             } else {
                 Stream::Tcp(tcp)

@@ -326,17 +326,42 @@ impl Conn {
     }
 }
 
+/// Idle connections of this thread, each with the runtime generation and the process that made
+/// it. One inherited across fork() is never closed here (its socket is the parent's session,
+/// its I/O registration the parent's epoll instance, which closing would deregister for the
+/// parent too): it is leaked, also when the thread exits in the child.
+#[derive(Default)]
+struct Idle(HashMap<Key, (u64, u32, Conn)>);
+
+impl Idle {
+    fn clear(&mut self) {
+        let pid = std::process::id();
+        for (_, (_, made_in, conn)) in self.0.drain() {
+            if made_in == pid {
+                drop(conn);
+            } else {
+                std::mem::forget(conn);
+            }
+        }
+    }
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
 thread_local! {
-    /// Idle connections of this thread, with the runtime generation that made each.
-    static IDLE: RefCell<HashMap<Key, (u64, Conn)>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<Idle> = RefCell::new(Idle::default());
 }
 
 fn take(key: &Key) -> Option<Conn> {
     let generation = runtime::generation();
-    let (made_by, conn) = IDLE
-        .try_with(|idle| idle.try_borrow_mut().ok()?.remove(key))
+    let (made_by, made_in, conn) = IDLE
+        .try_with(|idle| idle.try_borrow_mut().ok()?.0.remove(key))
         .ok()??;
-    if made_by == generation && generation != 0 {
+    if made_by == generation && generation != 0 && made_in == crate::fork::pid() {
         Some(conn)
     } else {
         // Made by a runtime that is gone or belongs to the parent process: its socket is the
@@ -350,11 +375,11 @@ fn give_back(key: Key, conn: Conn) {
     let generation = runtime::generation();
     let kept = IDLE.try_with(|idle| match idle.try_borrow_mut() {
         Ok(mut idle) => {
-            if idle.len() >= 16 {
+            if idle.0.len() >= 16 {
                 // Many DSNs in one thread: keep the pool small rather than clever.
                 idle.clear();
             }
-            idle.insert(key, (generation, conn));
+            idle.0.insert(key, (generation, crate::fork::pid(), conn));
             None
         }
         Err(_) => Some(conn),

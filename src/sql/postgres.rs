@@ -84,7 +84,7 @@ pub(super) fn settings(dsn_text: &str, dsn: &Dsn, opts: &Options) -> Result<Sett
         config.ssl_mode(SslMode::Disable);
     }
     let mut builder = native_tls::TlsConnector::builder();
-    if dsn.host.is_some() {
+    if dsn.host.is_some() && dsn.tls != Tls::Off {
         // cafile= or the system's bundle, never the built-in lookup (which the environment
         // can extend), as for HTTPS and MySQL.
         let pem =

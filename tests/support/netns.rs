@@ -49,3 +49,40 @@ fn indented(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Set in the child that runs inside a private mount namespace.
+pub const MOUNTS_MARKER: &str = "PAM_MAILAUTH_MOUNTNS";
+
+/// As [`in_private_net`], in a private mount namespace where `setup` (a shell command, e.g. a
+/// tmpfs mounted over a directory) has run first. The host's mounts are not touched.
+pub fn in_private_mounts(name: &str, setup: &str) -> bool {
+    if std::env::var_os(MOUNTS_MARKER).is_some() {
+        return true;
+    }
+    let setup = format!("{setup} && exec \"$@\"");
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &setup,
+            "sh",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(MOUNTS_MARKER, "1")
+        .env("PAM_MAILAUTH_SO", super::pam::module())
+        .output()
+        .expect("unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} inside a private mount namespace failed ({}):\n{}\n{}",
+        out.status,
+        indented(&stdout),
+        indented(&String::from_utf8_lossy(&out.stderr))
+    );
+    false
+}
