@@ -3,31 +3,51 @@
 //! State kept between logins (runtimes, kept-alive connections, offline marks, the TLS
 //! context) is tagged with the process that made it, so that a forked child never uses its
 //! parent's sessions. `std::process::id()` asks the kernel every time (glibc no longer caches
-//! getpid), and a check asked it a dozen times. So every hook asks once, on entry
-//! ([`refresh`]), and the checks inside it read that answer. A child, however it was made
-//! (fork(), a raw clone() or _Fork(), which skip pthread_atfork handlers), enters the module
-//! through a hook, so it never runs a check with its parent's pid. Code that may run outside a
-//! hook (destructors at thread exit) asks the kernel itself. (A child sharing its parent's
-//! memory, clone(CLONE_VM) without CLONE_THREAD, would write its pid into the parent's copy
-//! too; the parent would then only rebuild what it keeps, never use a child's. No PAM host
-//! makes such children.)
+//! getpid), and a check asked it a dozen times. So a hook asks at most once: the first time
+//! something in it needs the pid ([`pid`]), and a hook that keeps nothing (a cache hit) never
+//! asks. The answer is kept per thread for that hook only ([`InHook`]). A child, however it was
+//! made (fork(), a raw clone() or _Fork(), which skip pthread_atfork handlers), enters the
+//! module through a hook, so it never runs a check with its parent's pid. Outside a hook
+//! (mailauth-check, destructors at thread exit) every call asks the kernel.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::cell::Cell;
 
-static PID: AtomicU32 = AtomicU32::new(0);
-
-/// Asks the kernel which process this is; called on entry to every hook.
-pub fn refresh() {
-    PID.store(std::process::id(), Ordering::Relaxed);
+thread_local! {
+    /// `None` outside a hook; in one, the pid once asked (0: not yet).
+    static HOOK_PID: Cell<Option<u32>> = const { Cell::new(None) };
 }
 
-/// This process's id, as the hook running on this thread learned it on entry (or from the
-/// kernel, outside any hook so far).
-pub fn pid() -> u32 {
-    match PID.load(Ordering::Relaxed) {
-        0 => std::process::id(),
-        pid => pid,
+/// One hook on this thread, from entry to return.
+pub struct InHook {
+    outer: Option<u32>,
+}
+
+impl InHook {
+    pub fn enter() -> InHook {
+        let outer = HOOK_PID.try_with(|p| p.replace(Some(0))).ok().flatten();
+        InHook { outer }
     }
+}
+
+impl Drop for InHook {
+    fn drop(&mut self) {
+        let _ = HOOK_PID.try_with(|p| p.set(self.outer));
+    }
+}
+
+/// This process's id: asked of the kernel once per hook (and on every call outside one).
+pub fn pid() -> u32 {
+    HOOK_PID
+        .try_with(|p| match p.get() {
+            Some(0) => {
+                let pid = std::process::id();
+                p.set(Some(pid));
+                pid
+            }
+            Some(pid) => pid,
+            None => std::process::id(),
+        })
+        .unwrap_or_else(|_| std::process::id())
 }
 
 #[cfg(test)]
@@ -36,14 +56,14 @@ mod tests {
 
     #[test]
     fn a_forked_child_knows_its_own_pid_once_it_enters_a_hook() {
-        refresh();
+        let hook = InHook::enter();
         let parent = pid();
         assert_eq!(parent, std::process::id());
-        // SAFETY: the child only calls async-signal-safe code and getpid, then _exit.
+        // SAFETY: the child only calls getpid-level code, then _exit.
         let child = unsafe { libc::fork() };
         assert!(child >= 0);
         if child == 0 {
-            refresh();
+            let _child_hook = InHook::enter();
             let right = pid() == std::process::id() && pid() != parent;
             unsafe { libc::_exit(if right { 0 } else { 1 }) };
         }
@@ -54,5 +74,11 @@ mod tests {
             "{status}"
         );
         assert_eq!(pid(), parent);
+        drop(hook);
+        assert_eq!(
+            pid(),
+            std::process::id(),
+            "outside a hook: the kernel's answer"
+        );
     }
 }

@@ -60,7 +60,7 @@ unsafe fn hook(
     // with SIGPIPE blocked (from its first network I/O on: `runtime::run`); one raised
     // meanwhile is taken back before the host's mask returns. A hook without network I/O (a
     // cache hit) makes no system call for this.
-    fork::refresh();
+    let _pid = fork::InHook::enter();
     let _sigpipe = sigpipe::Hook::arm();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let host = LibPam(pamh);
