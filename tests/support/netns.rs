@@ -14,25 +14,39 @@ pub const MARKER: &str = "PAM_MAILAUTH_NETNS";
 /// namespace, fails if it fails there, and returns `false` (the caller returns). Inside the
 /// namespace: returns `true` (the caller runs the test body).
 pub fn in_private_net(name: &str) -> bool {
-    if std::env::var_os(MARKER).is_some() {
-        return true;
-    }
     let setup = format!(
-        "ip link set lo up && ip addr add {}/32 dev lo && exec \"$@\"",
+        "ip link set lo up && ip addr add {}/32 dev lo",
         super::mariadb::REMOTE_IP
     );
+    run_inside(
+        name,
+        &["--net"],
+        &setup,
+        MARKER,
+        "a private network namespace",
+    )
+}
+
+/// Runs test `name` of this binary again under `unshare` with `flags`, after the shell command
+/// `setup`, with `marker` set; fails if it fails there. `true` inside (run the body).
+fn run_inside(name: &str, flags: &[&str], setup: &str, marker: &str, where_: &str) -> bool {
+    if std::env::var_os(marker).is_some() {
+        return true;
+    }
+    let setup = format!("{setup} && exec \"$@\"");
     let out = Command::new("unshare")
-        .args(["--net", "sh", "-c", &setup, "sh"])
+        .args(flags)
+        .args(["sh", "-c", &setup, "sh"])
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(MARKER, "1")
+        .env(marker, "1")
         .env("PAM_MAILAUTH_SO", super::pam::module())
         .output()
-        .expect("unshare (util-linux) and ip (iproute2)");
+        .expect("unshare (util-linux), ip (iproute2)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("1 passed"),
-        "{name} inside a private network namespace failed ({}):\n{}\n{}",
+        "{name} inside {where_} failed ({}):\n{}\n{}",
         out.status,
         indented(&stdout),
         indented(&String::from_utf8_lossy(&out.stderr))
@@ -56,33 +70,11 @@ pub const MOUNTS_MARKER: &str = "PAM_MAILAUTH_MOUNTNS";
 /// As [`in_private_net`], in a private mount namespace where `setup` (a shell command, e.g. a
 /// tmpfs mounted over a directory) has run first. The host's mounts are not touched.
 pub fn in_private_mounts(name: &str, setup: &str) -> bool {
-    if std::env::var_os(MOUNTS_MARKER).is_some() {
-        return true;
-    }
-    let setup = format!("{setup} && exec \"$@\"");
-    let out = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &setup,
-            "sh",
-        ])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(MOUNTS_MARKER, "1")
-        .env("PAM_MAILAUTH_SO", super::pam::module())
-        .output()
-        .expect("unshare (util-linux)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{name} inside a private mount namespace failed ({}):\n{}\n{}",
-        out.status,
-        indented(&stdout),
-        indented(&String::from_utf8_lossy(&out.stderr))
-    );
-    false
+    run_inside(
+        name,
+        &["--mount", "--propagation", "private"],
+        setup,
+        MOUNTS_MARKER,
+        "a private mount namespace",
+    )
 }
