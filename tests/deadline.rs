@@ -3,7 +3,9 @@
 //! answer trickling one byte every 1.5 s, headers included) or stay silent, and whatever the
 //! check asks of that URL: name resolution, connect, the login, Axigen's WebMail logout,
 //! MailStore's directory read after a refusal, James's token check after a 401. Through the
-//! built module and real libpam, with `timeout=2`.
+//! built module and real libpam, with `timeout=2`. Offline marking is off
+//! (`offline_interval=0`): a server of a later test may get the port of an earlier test's server
+//! that timed out, and that server's mark (process-wide, 30 s) would skip it without asking.
 //!
 //! The bounds are asserted generously (the tests run on a loaded 2-core machine), but each
 //! multi-request case is built so that the code before the shared deadline (each request
@@ -59,7 +61,7 @@ fn trickled(status: u16, content_type: &str, body: &str) -> Reply {
 
 fn mailstore_line(server: &Server, extra: &str) -> Service {
     Service::module_line(&format!(
-        "backend=mailstore url={} timeout=2 {extra}",
+        "backend=mailstore url={} timeout=2 offline_interval=0 {extra}",
         server.url("/")
     ))
 }
@@ -107,7 +109,7 @@ fn mailstore_directory_read_after_a_refusal_shares_the_timeout() {
 
 fn axigen_line(server: &Server, extra: &str) -> Service {
     Service::module_line(&format!(
-        "backend=axigen url={} timeout=2 {extra}",
+        "backend=axigen url={} timeout=2 offline_interval=0 {extra}",
         server.url("/")
     ))
 }
@@ -156,7 +158,7 @@ fn with_token(backend: &str, server: &Server, token: &str, extra: &str) -> (Serv
     let dir = TempDir::new("cfg");
     let cfg = config_file(dir.path(), &format!("token = {token}\n"), 0o600);
     let svc = Service::module_line(&format!(
-        "backend={backend} url={} timeout=2 config={} {extra}",
+        "backend={backend} url={} timeout=2 offline_interval=0 config={} {extra}",
         server.url("/"),
         cfg.display()
     ));
@@ -202,7 +204,10 @@ fn kopano_trickle(_: &support::http::Request) -> Reply {
 #[test]
 fn kopano_soap_trickling_answer_is_cut_off_at_the_timeout() {
     let server = Server::start(kopano_trickle);
-    let svc = Service::module_line(&format!("backend=kopano url={} timeout=2", server.url("/")));
+    let svc = Service::module_line(&format!(
+        "backend=kopano url={} timeout=2 offline_interval=0",
+        server.url("/")
+    ));
     let (rc, took) = timed(|| svc.auth("john", "Passw0rd"));
     assert_eq!(rc, PAM_AUTHINFO_UNAVAIL);
     assert_single_bound(took);
@@ -214,7 +219,7 @@ fn kopano_socket_trickling_answer_is_cut_off_at_the_timeout() {
     let path = dir.path().join("server.sock");
     let requests = serve_unix(&path, kopano_trickle);
     let svc = Service::module_line(&format!(
-        "backend=kopano socket={} timeout=2",
+        "backend=kopano socket={} timeout=2 offline_interval=0",
         path.display()
     ));
     let (rc, took) = timed(|| svc.auth("john", "Passw0rd"));
@@ -230,7 +235,7 @@ fn two_silent_urls_cost_one_timeout_each() {
         Server::start(|_| Reply::Hang),
     );
     let svc = Service::module_line(&format!(
-        "backend=mailstore url={} url={} timeout=2",
+        "backend=mailstore url={} url={} timeout=2 offline_interval=0",
         a.url("/"),
         b.url("/")
     ));
@@ -257,7 +262,7 @@ fn name_resolution_that_never_answers_is_cut_off_at_the_timeout() {
     }
     let dns = UdpSocket::bind("127.0.0.1:53").expect("a private network namespace");
     let svc = Service::module_line(
-        "backend=mailstore url=https://mailstore.pam-mailauth.invalid/ timeout=2",
+        "backend=mailstore url=https://mailstore.pam-mailauth.invalid/ timeout=2 offline_interval=0",
     );
     let (rc, took) = timed(|| svc.auth("john", "Passw0rd"));
     assert_eq!(rc, PAM_AUTHINFO_UNAVAIL);
