@@ -200,7 +200,9 @@ impl Deadline {
     fn note(&self, err: &client::Error) {
         if matches!(
             err,
-            client::Error::ConnectTimeout | client::Error::Unreachable(_)
+            client::Error::ConnectTimeout
+                | client::Error::BodyTimeout
+                | client::Error::Unreachable(_)
         ) {
             self.offline.set(true);
         }

@@ -232,3 +232,25 @@ fn saslauthd_a_hung_backend_costs_each_worker_one_timeout_and_healthy_logins_go_
     assert_eq!(hung.count(), 2);
     daemon.assert_alive();
 }
+
+/// A server whose answer's head arrives but whose body never finishes within `timeout=` is
+/// as good as silent: marked offline like one that never answered (the body is read with the
+/// head, `http::fetch`, and its timeout counts as the attempt's).
+#[test]
+fn a_url_whose_answer_body_drips_past_the_timeout_is_marked_offline() {
+    let server = Server::start(|_| Reply::Drip {
+        body: b"{\"succeeded\": true}".to_vec(),
+        interval: Duration::from_millis(700),
+    });
+    let svc = Service::module_line(&format!(
+        "backend=mailstore url={} timeout=1 offline_interval=30",
+        server.url("/")
+    ));
+    let (rc, took) = timed(|| svc.auth(USER, PASSWORD));
+    assert_eq!(rc, PAM_AUTHINFO_UNAVAIL);
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    let (rc, took) = timed(|| svc.auth(USER, PASSWORD));
+    assert_eq!(rc, PAM_AUTHINFO_UNAVAIL);
+    assert!(took < Duration::from_millis(500), "not skipped as offline: {took:?}");
+    assert_eq!(server.count(), 1);
+}
