@@ -69,7 +69,7 @@ static TLS: Lazy<Mutex<HashMap<Option<PathBuf>, Tls>>> = Lazy::new(|| Mutex::new
 /// finds another one building it builds its own rather than wait: the build reads `cafile=`,
 /// which may sit on a stalled mount, and no login may wait on another thread for an unbounded
 /// time. A failure is not kept (a fixed `cafile=` works at the next login).
-fn tls_connector(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdict> {
+fn tls_connector(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, String> {
     let pid = crate::fork::pid();
     // A lock still held after fork() by a thread that no longer exists must not hang the
     // login: build an unshared context instead.
@@ -99,7 +99,8 @@ fn tls_connector(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, V
     Ok(built)
 }
 
-fn build_tls(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdict> {
+/// Errors are configuration errors: the trust roots cannot be used as configured.
+fn build_tls(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, String> {
     let mut tls = native_tls::TlsConnector::builder();
     // HTTP/1.1 is all the module speaks.
     tls.request_alpns(&["http/1.1"]);
@@ -112,34 +113,28 @@ fn build_tls(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Verdi
             crate::trusted_file::system_ca_bundle().display()
         ),
     };
-    let pem =
-        crate::trusted_file::trust_roots(cafile.as_deref()).map_err(Verdict::Misconfigured)?;
+    let pem = crate::trusted_file::trust_roots(cafile.as_deref())?;
     let certs = openssl::x509::X509::stack_from_pem(pem.text.as_bytes())
-        .map_err(|e| Verdict::Misconfigured(format!("{shown}: not a PEM bundle: {e}")))?;
+        .map_err(|e| format!("{shown}: not a PEM bundle: {e}"))?;
     if certs.is_empty() {
-        return Err(Verdict::Misconfigured(format!(
-            "{shown}: no certificate in it"
-        )));
+        return Err(format!("{shown}: no certificate in it"));
     }
     // Only these: never OpenSSL's built-in lookup, which the environment can extend.
     tls.disable_built_in_roots(true);
     for cert in certs {
-        let der = cert
-            .to_der()
-            .map_err(|e| Verdict::Misconfigured(format!("{shown}: {e}")))?;
-        let cert = native_tls::Certificate::from_der(&der)
-            .map_err(|e| Verdict::Misconfigured(format!("{shown}: {e}")))?;
+        let der = cert.to_der().map_err(|e| format!("{shown}: {e}"))?;
+        let cert = native_tls::Certificate::from_der(&der).map_err(|e| format!("{shown}: {e}"))?;
         tls.add_root_certificate(cert);
     }
     tls.build()
-        .map_err(|e| Verdict::Misconfigured(format!("cannot set up TLS for the HTTP client: {e}")))
+        .map_err(|e| format!("cannot set up TLS for the HTTP client: {e}"))
 }
 
-/// A client for this configuration (cheap: the TLS context is the process's, connections
-/// are kept by the thread). Kept-alive connections are reused by the next check on this
-/// thread.
-pub fn client(key: &ClientKey) -> Result<Client, Verdict> {
-    Ok(Client::new(key.clone()))
+/// A client for this configuration (cheap: the TLS context is the process's, fetched when a
+/// TLS connection is opened; connections are kept by the thread). Kept-alive connections are
+/// reused by the next check on this thread.
+pub fn client(key: &ClientKey) -> Client {
+    Client::new(key.clone())
 }
 
 /// One URL's outcome: a definite answer ends the search, anything else moves on.
@@ -250,7 +245,7 @@ fn endpoints(opts: &Options) -> &[Endpoint] {
             .filter_map(|text| {
                 let url = Url::parse(text).ok()?;
                 Some(Endpoint {
-                    host: host_of(text),
+                    host: host_part(&url),
                     text: text.clone(),
                     url,
                 })
@@ -272,17 +267,13 @@ pub fn failover(
     for endpoint in endpoints(opts) {
         let url = endpoint.text.as_str();
         if let Some(skip) = offline::skip(&key, url, opts.offline_interval, opts.timeout) {
-            failures.push(format!("{}: {skip}", endpoint.host.clone()));
+            failures.push(format!("{}: {skip}", endpoint.host));
             continue;
         }
-        // Started before the client is fetched: building one on first use (the runtime,
-        // the TLS context) counts against the same bound.
+        // Everything the attempt sets up on first use (the runtime, the TLS context) counts
+        // against its bound.
         let deadline = Deadline::start(opts.timeout);
-        let client = match client(&key) {
-            Ok(c) => c,
-            Err(v) => return v.into(),
-        };
-        let outcome = attempt(&client, endpoint, &deadline);
+        let outcome = attempt(&client(&key), endpoint, &deadline);
         // Only a URL that gave no answer is marked: a logout or a directory read that timed
         // out after a definite answer leaves the server in service.
         let down = match &outcome {
@@ -294,8 +285,7 @@ pub fn failover(
             Attempt::Answer(verdict) => {
                 if !failures.is_empty() {
                     // A definite answer after failover: keep the skipped servers' reasons.
-                    let endpoint =
-                        format!("{} (after {})", endpoint.host.clone(), failures.join("; "));
+                    let endpoint = format!("{} (after {})", endpoint.host, failures.join("; "));
                     return Answer {
                         verdict,
                         endpoint: Some(endpoint),
@@ -307,8 +297,8 @@ pub fn failover(
                 };
             }
             Attempt::NextUrl(why) => failures.push(match marked {
-                Some(note) => format!("{}: {why}; {note}", endpoint.host.clone()),
-                None => format!("{}: {why}", endpoint.host.clone()),
+                Some(note) => format!("{}: {why}; {note}", endpoint.host),
+                None => format!("{}: {why}", endpoint.host),
             }),
         }
     }
@@ -380,39 +370,39 @@ pub fn read_capped(response: Response, cap: u64, deadline: &Deadline) -> Result<
         }
     }
     let mut response = response;
-    match response.take_read(cap) {
-        Some(Ok(Some(body))) => return Ok(body),
-        Some(Ok(None)) => return Err(format!("answer larger than the {cap}-byte limit")),
-        Some(Err(err)) => {
-            deadline.note(&err);
-            return Err(describe(&err, deadline));
+    let read = match response.take_read(cap) {
+        Some(read) => read,
+        None => {
+            let Some(left) = deadline.left() else {
+                deadline.offline.set(true);
+                return Err(deadline.passed());
+            };
+            match runtime::run(left, response.read_capped(cap)) {
+                Ok(read) => read,
+                Err(stopped) => return Err(deadline.stopped(stopped)),
+            }
         }
-        None => {}
-    }
-    let Some(left) = deadline.left() else {
-        deadline.offline.set(true);
-        return Err(deadline.passed());
     };
-    match runtime::run(left, response.read_capped(cap)) {
-        Ok(Ok(Some(body))) => Ok(body),
-        Ok(Ok(None)) => Err(format!("answer larger than the {cap}-byte limit")),
-        Ok(Err(err)) => {
+    match read {
+        Ok(Some(body)) => Ok(body),
+        Ok(None) => Err(format!("answer larger than the {cap}-byte limit")),
+        Err(err) => {
             deadline.note(&err);
             Err(describe(&err, deadline))
         }
-        Err(stopped) => Err(deadline.stopped(stopped)),
     }
 }
 
 /// The host part of a URL, for log lines (never the path or query).
 pub fn host_of(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(u) => match (u.host_str(), u.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            _ => "?".into(),
-        },
-        Err(_) => "?".into(),
+    Url::parse(url).map_or_else(|_| "?".into(), |u| host_part(&u))
+}
+
+fn host_part(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => "?".into(),
     }
 }
 
@@ -454,8 +444,8 @@ mod tests {
         let refused = build_tls(&key(&ca).cafile);
         std::fs::remove_dir_all(&dir).unwrap();
         match refused {
-            Err(Verdict::Misconfigured(why)) => assert!(why.contains("chmod go-w"), "{why}"),
-            Err(other) => panic!("not a configuration error: {other:?}"),
+            // Every build_tls error is a configuration error (PAM_SERVICE_ERR).
+            Err(why) => assert!(why.contains("chmod go-w"), "{why}"),
             Ok(_) => panic!("a world-writable CA file was used"),
         }
     }

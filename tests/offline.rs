@@ -251,6 +251,9 @@ fn a_url_whose_answer_body_drips_past_the_timeout_is_marked_offline() {
     assert!(took >= Duration::from_millis(900), "{took:?}");
     let (rc, took) = timed(|| svc.auth(USER, PASSWORD));
     assert_eq!(rc, PAM_AUTHINFO_UNAVAIL);
-    assert!(took < Duration::from_millis(500), "not skipped as offline: {took:?}");
+    assert!(
+        took < Duration::from_millis(500),
+        "not skipped as offline: {took:?}"
+    );
     assert_eq!(server.count(), 1);
 }

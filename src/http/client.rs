@@ -82,39 +82,12 @@ fn chain(err: &dyn std::error::Error) -> String {
 /// to clone; the connections live in this thread's pool, not in the client.
 #[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    key: ClientKey,
-    /// Fetched when the first https connection is opened: a plain `http://` or `socket=`
-    /// configuration never reads a CA bundle.
-    tls: std::sync::OnceLock<tokio_native_tls::TlsConnector>,
+    key: Arc<ClientKey>,
 }
 
 impl Client {
     pub fn new(key: ClientKey) -> Client {
-        Client {
-            shared: Arc::new(Shared {
-                key,
-                tls: std::sync::OnceLock::new(),
-            }),
-        }
-    }
-
-    /// The TLS context of this configuration's trust roots (the process's, `super::tls`).
-    fn tls(&self) -> Result<tokio_native_tls::TlsConnector, Error> {
-        if let Some(tls) = self.shared.tls.get() {
-            return Ok(tls.clone());
-        }
-        let tls: tokio_native_tls::TlsConnector = super::tls_connector(&self.shared.key.cafile)
-            .map_err(|verdict| match verdict {
-                crate::verdict::Verdict::Misconfigured(why) => Error::Misconfigured(why),
-                other => Error::Connect(format!("{other:?}")),
-            })?
-            .into();
-        let _ = self.shared.tls.set(tls.clone());
-        Ok(tls)
+        Client { key: Arc::new(key) }
     }
 
     pub fn get(&self, url: impl Target) -> RequestBuilder {
@@ -249,13 +222,15 @@ pub struct Response {
 /// A body still to come, and the connection it comes through (none once it has ended).
 type Coming = (Incoming, Option<(Origin, Box<Conn>)>);
 
+/// A body: the bytes (`None`: more than the cap), or why they could not be read.
+type Read = Result<Option<Vec<u8>>, Error>;
+
 enum Body {
     /// Still to come, through this connection (none once the body has ended).
     Coming(Box<Coming>),
-    /// Read with the head: the bytes, or `None` if there were more than the cap.
-    Read(Option<Vec<u8>>),
-    /// Reading it with the head failed; the head stands (a status decides for some backends).
-    Failed(Option<Error>),
+    /// Read with the head, taken once; a failure leaves the head standing (a status decides
+    /// for some backends).
+    Read(Option<Read>),
 }
 
 impl Response {
@@ -274,28 +249,27 @@ impl Response {
 
     /// The body, if it was read with the head: `Ok(None)` if it held more than `cap` bytes,
     /// `Err` if reading it failed.
-    pub fn take_read(&mut self, cap: u64) -> Option<Result<Option<Vec<u8>>, Error>> {
+    pub fn take_read(&mut self, cap: u64) -> Option<Read> {
         match &mut self.body {
-            Body::Read(body) => Some(Ok(body.take().filter(|b| b.len() as u64 <= cap))),
-            Body::Failed(err) => Some(Err(err
-                .take()
-                .unwrap_or_else(|| Error::Protocol("the answer's body was already taken".into())))),
+            Body::Read(read) => Some(
+                read.take()
+                    .unwrap_or_else(|| Err(Error::Protocol("the body was already taken".into())))
+                    .map(|body| body.filter(|b| b.len() as u64 <= cap)),
+            ),
             Body::Coming(_) => None,
         }
     }
 
-    /// Reads the body, at most `cap` bytes (`None` if there is more); the connection goes
-    /// back to the pool once the body has ended.
-    pub async fn read_capped(self, cap: u64) -> Result<Option<Vec<u8>>, Error> {
-        let (mut incoming, conn) = match self.body {
-            Body::Read(body) => return Ok(body.filter(|b| b.len() as u64 <= cap)),
-            Body::Failed(err) => {
-                return Err(err.unwrap_or_else(|| {
-                    Error::Protocol("the answer's body was already taken".into())
-                }))
-            }
-            Body::Coming(coming) => *coming,
+    /// The body, at most `cap` bytes (`None` if there is more), read now if it was not read
+    /// with the head; the connection goes back to the pool once the body has ended.
+    pub async fn read_capped(mut self, cap: u64) -> Read {
+        if let Some(read) = self.take_read(cap) {
+            return read;
+        }
+        let Body::Coming(coming) = self.body else {
+            return Err(Error::Protocol("the body was already taken".into()));
         };
+        let (mut incoming, conn) = *coming;
         let mut body = Vec::new();
         let Some((origin, mut conn)) = conn else {
             return Ok(Some(body));
@@ -566,7 +540,7 @@ pub async fn execute(
     if response.content_length.is_some_and(|len| len > cap) {
         // Not read at all: `read_capped` names the announced length.
         return Ok(Response {
-            body: Body::Read(None),
+            body: Body::Read(Some(Ok(None))),
             ..response
         });
     }
@@ -577,16 +551,14 @@ pub async fn execute(
     );
     // Ends no later than the attempt's deadline, which bounds this call as a whole: polled
     // first when both have passed, it keeps the head.
-    let body = match tokio::time::timeout_at(until, response.read_capped(cap)).await {
-        Ok(Ok(body)) => Body::Read(body),
-        Ok(Err(err)) => Body::Failed(Some(err)),
-        Err(_) => Body::Failed(Some(Error::BodyTimeout)),
-    };
+    let read = tokio::time::timeout_at(until, response.read_capped(cap))
+        .await
+        .unwrap_or(Err(Error::BodyTimeout));
     Ok(Response {
         status,
         headers,
         content_length,
-        body,
+        body: Body::Read(Some(read)),
     })
 }
 
@@ -603,7 +575,7 @@ async fn head(request: RequestBuilder) -> Result<Response, Error> {
         return Err(Error::Request(why));
     }
     let url = url.map_err(Error::Request)?;
-    let origin = Origin::of(&client.shared.key, &url)?;
+    let origin = Origin::of(&client.key, &url)?;
     let mut message = ::http::Request::new(Full::new(body));
     *message.method_mut() = method;
     *message.uri_mut() = match url.query() {
@@ -685,7 +657,7 @@ async fn answered(
 /// Boxed: a connection is large (hyper's buffers and state) and moves between the pool, the
 /// request and the response; a box moves as a pointer.
 async fn connect(client: &Client, origin: &Origin) -> Result<Box<Conn>, Error> {
-    let key = &client.shared.key;
+    let key = &client.key;
     let stream = match &key.unix_socket {
         Some(_) if origin.tls => {
             return Err(Error::Request(
@@ -697,9 +669,11 @@ async fn connect(client: &Client, origin: &Origin) -> Result<Box<Conn>, Error> {
             Stream::Unix(unix)
         }
         None => {
-            // The trust roots first: a CA bundle that cannot be used means no contact at all.
+            // The trust roots first, and only for TLS (a plain `http://` line never reads a CA
+            // bundle): a bundle that cannot be used means no contact at all.
             let connector = if origin.tls {
-                Some(client.tls()?)
+                let native = super::tls_connector(&key.cafile).map_err(Error::Misconfigured)?;
+                Some(tokio_native_tls::TlsConnector::from(native))
             } else {
                 None
             };

@@ -188,12 +188,10 @@ pub fn logon(opts: &Options, user: &str, password: &Secret) -> Answer {
         Some(path) => {
             // The pooled client for this configuration reaches the socket (http::ClientKey).
             let deadline = Deadline::start(opts.timeout);
-            let verdict = match http::client(&ClientKey::of(opts)) {
-                Ok(client) => match exchange(&client, SOCKET_URL, &envelope, &deadline) {
-                    Attempt::Answer(v) => v,
-                    Attempt::NextUrl(why) => Verdict::Unavailable(why),
-                },
-                Err(v) => v,
+            let client = http::client(&ClientKey::of(opts));
+            let verdict = match exchange(&client, SOCKET_URL, &envelope, &deadline) {
+                Attempt::Answer(v) => v,
+                Attempt::NextUrl(why) => Verdict::Unavailable(why),
             };
             Answer {
                 verdict,
