@@ -343,8 +343,8 @@ fn exchange(
     let Some(left) = deadline.left() else {
         return Err(Attempt::NextUrl(deadline.passed()));
     };
-    let read = read.map(|cap| (cap, tokio::time::Instant::from_std(deadline.at)));
-    match runtime::run(left, client::execute(request, read)) {
+    let read = read.map(|cap| (cap, deadline.at));
+    match runtime::run_without_sigpipe_guard(left, client::execute(request, read)) {
         Ok(Ok(response)) => Ok(response),
         // The same for every URL: a definite answer, not a reason to try the next one.
         Ok(Err(client::Error::Misconfigured(why))) => {
@@ -377,7 +377,7 @@ pub fn read_capped(response: Response, cap: u64, deadline: &Deadline) -> Result<
                 deadline.offline.set(true);
                 return Err(deadline.passed());
             };
-            match runtime::run(left, response.read_capped(cap)) {
+            match runtime::run_without_sigpipe_guard(left, response.read_capped(cap)) {
                 Ok(read) => read,
                 Err(stopped) => return Err(deadline.stopped(stopped)),
             }

@@ -22,9 +22,10 @@
 //! the runtime that opened it and only makes progress while that runtime runs.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 /// Why a future did not run to its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,9 @@ thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(0) };
     /// Inside [`once`]: a runtime of one call, whose connections must not be kept.
     static ONE_OFF: Cell<bool> = const { Cell::new(false) };
+    /// The nearest time limit of the futures being polled ([`until`]), for code that waits
+    /// on a socket itself (`crate::http::client`).
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -121,15 +125,23 @@ fn live(local: &mut Option<Local>) -> Result<&tokio::runtime::Runtime, Stopped> 
 /// owned (a half-open connection) is closed there and then, rather than leaving a clean-up
 /// task behind on the runtime.
 pub fn run<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Stopped> {
+    // All of the SQL drivers' socket I/O happens below, and the blocking pool's (name-lookup)
+    // threads are started only from here: they inherit the mask this sets.
+    crate::sigpipe::before_io();
+    run_without_sigpipe_guard(limit, fut)
+}
+
+/// [`run`] for a future none of whose writes can raise SIGPIPE (all sent with
+/// `MSG_NOSIGNAL`: `crate::http::client`) and which calls `crate::sigpipe::before_io` itself
+/// before it starts a thread (a name lookup): the hook's signal mask is then left alone, which
+/// spares a check its three system calls.
+pub fn run_without_sigpipe_guard<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Stopped> {
     if tokio::runtime::Handle::try_current().is_ok() {
         // Blocking inside someone's runtime would panic (and stall it): no host does this.
         return Err(Stopped::NoRuntime(
             "called from inside an async runtime".into(),
         ));
     }
-    // All of the module's socket I/O happens below, and the blocking pool's (name-lookup)
-    // threads are started only from here: they inherit the mask this sets.
-    crate::sigpipe::before_io();
     // Pinned where it is (no copy to the heap): it stays in this frame until `run` returns.
     let mut fut = std::pin::pin!(fut);
     let outcome = LOCAL.try_with(|cell| {
@@ -160,9 +172,37 @@ fn once<F: Future + Unpin>(limit: Duration, fut: F) -> Result<F::Output, Stopped
 }
 
 async fn bounded<F: Future + Unpin>(limit: Duration, fut: F) -> Result<F::Output, Stopped> {
-    tokio::time::timeout(limit, fut)
+    until(Instant::now() + limit, fut)
         .await
-        .map_err(|_| Stopped::TimedOut)
+        .ok_or(Stopped::TimedOut)
+}
+
+/// `fut` until `at`, or `None` if `at` came first (polled first when both are ready, like
+/// `tokio::time::timeout_at`). While `fut` is polled, [`deadline`] says the nearest of `at`
+/// and the limits around it: code that blocks on a socket itself rather than through the
+/// runtime's reactor (`crate::http::client`) waits no longer than that, and then the timer
+/// here ends the wait.
+pub async fn until<F: Future>(at: Instant, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(at.into()));
+    poll_fn(|cx| {
+        let outer = DEADLINE.try_with(Cell::get).ok().flatten();
+        let nearest = outer.map_or(at, |outer| outer.min(at));
+        let _ = DEADLINE.try_with(|d| d.set(Some(nearest)));
+        let polled = fut.as_mut().poll(cx);
+        let _ = DEADLINE.try_with(|d| d.set(outer));
+        match polled {
+            Poll::Ready(out) => Poll::Ready(Some(out)),
+            Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+        }
+    })
+    .await
+}
+
+/// The nearest time limit around the future being polled now ([`until`]); `None` outside
+/// any.
+pub fn deadline() -> Option<Instant> {
+    DEADLINE.try_with(Cell::get).ok().flatten()
 }
 
 #[cfg(test)]

@@ -23,14 +23,16 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -297,18 +299,16 @@ impl Response {
 
 /// The byte stream under a connection.
 enum Stream {
-    Tcp(TcpStream),
-    Tls(Box<tokio_native_tls::TlsStream<TcpStream>>),
-    /// kopano-server's unix socket (`socket=`).
-    Unix(UnixStream),
+    /// Plain TCP, or kopano-server's unix socket (`socket=`).
+    Plain(Socket),
+    Tls(Box<tokio_native_tls::TlsStream<Socket>>),
 }
 
 macro_rules! each_stream {
     ($self:ident, $s:ident => $e:expr) => {
         match $self.get_mut() {
-            Stream::Tcp($s) => $e,
+            Stream::Plain($s) => $e,
             Stream::Tls($s) => $e,
-            Stream::Unix($s) => $e,
         }
     };
 }
@@ -342,9 +342,8 @@ impl AsyncWrite for Stream {
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Stream::Tcp(s) => s.is_write_vectored(),
+            Stream::Plain(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
-            Stream::Unix(s) => s.is_write_vectored(),
         }
     }
 
@@ -354,6 +353,225 @@ impl AsyncWrite for Stream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         each_stream!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// What a connection's socket was last refused for (the read or write would have blocked):
+/// what [`pump`] waits for.
+#[derive(Default)]
+struct Waits {
+    read: Cell<bool>,
+    write: Cell<bool>,
+    /// The last read found nothing, and no wait has reported the socket readable since: a
+    /// read now would find nothing either, or so little later that the wait it leads to
+    /// returns at once. hyper reads again after every message to learn of a close; this
+    /// spares those reads their system call (whether a kept connection was closed is asked
+    /// before it is reused: `Conn::reusable`).
+    drained: Cell<bool>,
+}
+
+/// A connected, non-blocking socket that is not registered with the runtime's reactor: a
+/// read or write that would block says so in its [`Waits`] and returns `Pending`, and
+/// [`pump`] waits for the socket itself. One request on a kept connection then costs a write,
+/// a `ppoll` and a read, instead of a trip through the reactor's epoll instance, its
+/// registration and its wake-ups (about twice the CPU for the same exchange: docs/perf.md).
+struct Socket {
+    fd: OwnedFd,
+    waits: Rc<Waits>,
+}
+
+impl Socket {
+    fn new(fd: OwnedFd) -> Socket {
+        Socket {
+            fd,
+            waits: Rc::default(),
+        }
+    }
+
+    /// The outcome of a send or recv returning `n`: `Pending` (noted in `waits`) if it would
+    /// have blocked.
+    fn outcome(n: isize, waiting: &Cell<bool>) -> Poll<std::io::Result<usize>> {
+        if n >= 0 {
+            return Poll::Ready(Ok(n as usize));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() == std::io::ErrorKind::WouldBlock {
+            waiting.set(true);
+            Poll::Pending
+        } else {
+            Poll::Ready(Err(err))
+        }
+    }
+}
+
+/// Never blocks, never raises SIGPIPE (`MSG_NOSIGNAL`); EINTR is tried again.
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.waits.drained.get() {
+            self.waits.read.set(true);
+            return Poll::Pending;
+        }
+        // SAFETY: recv writes at most `unfilled.len()` bytes into the buffer and says how
+        // many; only those are then marked initialised.
+        let unfilled = unsafe { buf.unfilled_mut() };
+        loop {
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    unfilled.as_mut_ptr().cast(),
+                    unfilled.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            let polled = Socket::outcome(n, &self.waits.read);
+            self.waits.drained.set(polled.is_pending());
+            match polled {
+                Poll::Ready(Ok(n)) => {
+                    // SAFETY: the kernel wrote these n bytes.
+                    unsafe { buf.assume_init(n) };
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.poll_write_vectored(cx, &[std::io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            // SAFETY: IoSlice is ABI-compatible with iovec on unix; the message only points
+            // at the caller's buffers for the duration of the call.
+            let n = unsafe {
+                let mut message: libc::msghdr = std::mem::zeroed();
+                message.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+                message.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+                libc::sendmsg(
+                    self.fd.as_raw_fd(),
+                    &message,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            match Socket::outcome(n, &self.waits.write) {
+                Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                polled => return polled,
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        // SAFETY: shutdown on this socket's own fd.
+        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_WR) };
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Set when something polled under [`pump`] asks to be polled again.
+#[derive(Default)]
+struct Woken(AtomicBool);
+
+impl Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Polls `step` until it is ready, waiting on the socket in between for what its last read or
+/// write was refused for (`waits`), on this thread, until the nearest time limit around it
+/// (`runtime::deadline`). Then it returns `Pending`, and the timer of that limit
+/// (`runtime::until`) ends the wait. Nothing else can make the futures here progress: hyper's
+/// connection and request halves wake only each other, and both are polled here.
+async fn pump<T>(socket: (RawFd, &Waits), mut step: impl FnMut(&mut Context<'_>) -> Poll<T>) -> T {
+    let (fd, waits) = socket;
+    let woken = Arc::new(Woken::default());
+    let waker = Waker::from(woken.clone());
+    let mut cx = Context::from_waker(&waker);
+    poll_fn(move |outer| {
+        for _ in 0..1024 {
+            waits.read.set(false);
+            waits.write.set(false);
+            if let Poll::Ready(out) = step(&mut cx) {
+                return Poll::Ready(out);
+            }
+            if woken.0.swap(false, Ordering::Relaxed) {
+                continue;
+            }
+            let mut events = 0;
+            if waits.write.get() {
+                events |= libc::POLLOUT;
+            }
+            if waits.read.get() || events == 0 {
+                // Short of anything else, an HTTP client waits for its server.
+                events |= libc::POLLIN;
+            }
+            if !ready(fd, events, crate::runtime::deadline()) {
+                return Poll::Pending;
+            }
+            waits.drained.set(false);
+        }
+        // Woken over and over without an end: let the runtime look at its timers.
+        outer.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
+/// Whether `fd` became ready for `events` (or failed, or closed) before `deadline`; waits on
+/// this thread. No deadline: no wait.
+fn ready(fd: RawFd, events: libc::c_short, deadline: Option<Instant>) -> bool {
+    let Some(deadline) = deadline else {
+        return false;
+    };
+    let mut pollfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = libc::timespec {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: one pollfd on the stack, a timeout, no signal mask change.
+        let n = unsafe { libc::ppoll(&mut pollfd, 1, &timeout, std::ptr::null()) };
+        if n > 0 {
+            return true;
+        }
+        if n == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return false;
+        }
     }
 }
 
@@ -400,6 +618,7 @@ struct Conn {
     /// The connection has ended (closed, or failed); nothing more can be sent on it.
     ended: bool,
     fd: RawFd,
+    waits: Rc<Waits>,
     /// Which process and runtime it belongs to: its socket is registered with that runtime.
     pid: u32,
     generation: u64,
@@ -442,13 +661,20 @@ impl Conn {
 /// when polled, and here nothing else polls it.
 async fn drive<F: Future>(conn: &mut Conn, fut: F) -> F::Output {
     let mut fut = pin!(fut);
-    poll_fn(|cx| {
+    let Conn {
+        connection,
+        ended,
+        fd,
+        waits,
+        ..
+    } = conn;
+    pump((*fd, waits), |cx| {
         if let Poll::Ready(out) = fut.as_mut().poll(cx) {
             return Poll::Ready(out);
         }
-        if !conn.ended && Pin::new(&mut conn.connection).poll(cx).is_ready() {
+        if !*ended && Pin::new(&mut *connection).poll(cx).is_ready() {
             // Ended: the request's half has its outcome now (or an error saying why).
-            conn.ended = true;
+            *ended = true;
             return fut.as_mut().poll(cx);
         }
         Poll::Pending
@@ -531,7 +757,7 @@ fn checkin(origin: Origin, mut conn: Box<Conn>) {
 /// A body that cannot be read leaves the head standing: some backends decide on the status.
 pub async fn execute(
     request: RequestBuilder,
-    read: Option<(u64, tokio::time::Instant)>,
+    read: Option<(u64, Instant)>,
 ) -> Result<Response, Error> {
     let response = head(request).await?;
     let Some((cap, until)) = read else {
@@ -551,7 +777,7 @@ pub async fn execute(
     );
     // Ends no later than the attempt's deadline, which bounds this call as a whole: polled
     // first when both have passed, it keeps the head.
-    let read = tokio::time::timeout_at(until, response.read_capped(cap))
+    let read = runtime::until(until, response.read_capped(cap))
         .await
         .unwrap_or(Err(Error::BodyTimeout));
     Ok(Response {
@@ -658,7 +884,7 @@ async fn answered(
 /// request and the response; a box moves as a pointer.
 async fn connect(client: &Client, origin: &Origin) -> Result<Box<Conn>, Error> {
     let key = &client.key;
-    let stream = match &key.unix_socket {
+    let socket = match &key.unix_socket {
         Some(_) if origin.tls => {
             return Err(Error::Request(
                 "https:// cannot go over a unix socket (socket=)".into(),
@@ -666,7 +892,7 @@ async fn connect(client: &Client, origin: &Origin) -> Result<Box<Conn>, Error> {
         }
         Some(path) => {
             let unix = within(key.connect_timeout, UnixStream::connect(path)).await?;
-            Stream::Unix(unix)
+            Socket::new(unix.into_std().map_err(io_error)?.into())
         }
         None => {
             // The trust roots first, and only for TLS (a plain `http://` line never reads a CA
@@ -678,24 +904,32 @@ async fn connect(client: &Client, origin: &Origin) -> Result<Box<Conn>, Error> {
                 None
             };
             let tcp = tcp(key.connect_timeout, &origin.host, origin.port).await?;
+            // Off the reactor from here on: `Socket`.
+            let socket = Socket::new(tcp.into_std().map_err(io_error)?.into());
             if let Some(connector) = connector {
-                let tls = within(key.connect_timeout, connector.connect(&origin.host, tcp))
-                    .await
-                    .map_err(|e| match e {
-                        Within::TimedOut => Error::ConnectTimeout,
-                        Within::Failed(e) => Error::Connect(chain(&e)),
-                    })?;
-                Stream::Tls(Box::new(tls))
-            } else {
-                Stream::Tcp(tcp)
+                let (fd, waits) = (socket.fd.as_raw_fd(), socket.waits.clone());
+                let mut handshake = pin!(connector.connect(&origin.host, socket));
+                let tls = within(
+                    key.connect_timeout,
+                    pump((fd, &waits), |cx| handshake.as_mut().poll(cx)),
+                )
+                .await
+                .map_err(|e| match e {
+                    Within::TimedOut => Error::ConnectTimeout,
+                    Within::Failed(e) => Error::Connect(chain(&e)),
+                })?;
+                let waits = tls.get_ref().get_ref().get_ref().waits.clone();
+                return handshake_http(Stream::Tls(Box::new(tls)), fd, waits).await;
             }
+            socket
         }
     };
-    let fd = match &stream {
-        Stream::Tcp(s) => s.as_raw_fd(),
-        Stream::Tls(s) => s.get_ref().get_ref().get_ref().as_raw_fd(),
-        Stream::Unix(s) => s.as_raw_fd(),
-    };
+    let (fd, waits) = (socket.fd.as_raw_fd(), socket.waits.clone());
+    handshake_http(Stream::Plain(socket), fd, waits).await
+}
+
+/// hyper's connection over `stream`, whose socket is `fd`.
+async fn handshake_http(stream: Stream, fd: RawFd, waits: Rc<Waits>) -> Result<Box<Conn>, Error> {
     let (sender, connection) = hyper::client::conn::http1::Builder::new()
         // An answer's head must fit in this, and no read takes more: the body caps the
         // backends set are then what a server can make the module hold.
@@ -708,6 +942,7 @@ async fn connect(client: &Client, origin: &Origin) -> Result<Box<Conn>, Error> {
         connection,
         ended: false,
         fd,
+        waits,
         pid: crate::fork::pid(),
         generation: runtime::generation(),
         idle_since: Instant::now(),
@@ -724,10 +959,10 @@ async fn within<T, E, F>(limit: Duration, fut: F) -> Result<T, Within<E>>
 where
     F: Future<Output = Result<T, E>>,
 {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(Within::Failed(e)),
-        Err(_) => Err(Within::TimedOut),
+    match runtime::until(Instant::now() + limit, fut).await {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(e)) => Err(Within::Failed(e)),
+        None => Err(Within::TimedOut),
     }
 }
 
@@ -756,10 +991,15 @@ fn io_error(e: std::io::Error) -> Error {
 async fn tcp(limit: Duration, host: &str, port: u16) -> Result<TcpStream, Error> {
     let addresses: Vec<std::net::SocketAddr> = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![(ip, port).into()],
-        Err(_) => tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| Error::Connect(format!("cannot resolve {host}: {e}")))?
-            .collect(),
+        Err(_) => {
+            // The lookup runs on a thread of the runtime's pool, which inherits this thread's
+            // signal mask when it starts, and the resolver's TCP writes do not avoid SIGPIPE.
+            crate::sigpipe::before_io();
+            tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|e| Error::Connect(format!("cannot resolve {host}: {e}")))?
+                .collect()
+        }
     };
     let mut last = Error::Connect(format!("{host} has no address"));
     for address in addresses {
