@@ -14,7 +14,7 @@
 use crate::backend::Answer;
 use crate::offline;
 use crate::options::Options;
-use crate::runtime::{self, Stopped};
+
 use crate::verdict::Verdict;
 
 mod client;
@@ -180,24 +180,10 @@ impl Deadline {
         self.offline.get()
     }
 
-    /// The words for a request the runtime stopped; a deadline that passed marks the server
-    /// offline, as a connect timeout does.
-    fn stopped(&self, stopped: Stopped) -> String {
-        match stopped {
-            Stopped::TimedOut => {
-                self.offline.set(true);
-                self.passed()
-            }
-            Stopped::NoRuntime(why) => why,
-        }
-    }
-
     fn note(&self, err: &client::Error) {
         if matches!(
             err,
-            client::Error::ConnectTimeout
-                | client::Error::BodyTimeout
-                | client::Error::Unreachable(_)
+            client::Error::ConnectTimeout | client::Error::TimedOut | client::Error::Unreachable(_)
         ) {
             self.offline.set(true);
         }
@@ -314,7 +300,7 @@ pub fn failover(
 fn describe(err: &client::Error, deadline: &Deadline) -> String {
     use client::Error::*;
     match err {
-        ConnectTimeout | BodyTimeout => deadline.passed(),
+        ConnectTimeout | TimedOut => deadline.passed(),
         Unreachable(cause) | Connect(cause) => format!("cannot connect: {cause}"),
         Protocol(cause) => format!("transport error: {cause}"),
         Request(why) => format!("cannot send the request: {why}"),
@@ -340,21 +326,17 @@ fn exchange(
     read: Option<u64>,
     deadline: &Deadline,
 ) -> Result<Response, Attempt> {
-    let Some(left) = deadline.left() else {
+    if deadline.left().is_none() {
         return Err(Attempt::NextUrl(deadline.passed()));
-    };
-    let read = read.map(|cap| (cap, deadline.at));
-    match runtime::run_without_sigpipe_guard(left, client::execute(request, read)) {
-        Ok(Ok(response)) => Ok(response),
+    }
+    match client::execute(request, read, deadline.at) {
+        Ok(response) => Ok(response),
         // The same for every URL: a definite answer, not a reason to try the next one.
-        Ok(Err(client::Error::Misconfigured(why))) => {
-            Err(Attempt::Answer(Verdict::Misconfigured(why)))
-        }
-        Ok(Err(err)) => {
+        Err(client::Error::Misconfigured(why)) => Err(Attempt::Answer(Verdict::Misconfigured(why))),
+        Err(err) => {
             deadline.note(&err);
             Err(Attempt::NextUrl(describe(&err, deadline)))
         }
-        Err(stopped) => Err(Attempt::NextUrl(deadline.stopped(stopped))),
     }
 }
 
@@ -373,14 +355,11 @@ pub fn read_capped(response: Response, cap: u64, deadline: &Deadline) -> Result<
     let read = match response.take_read(cap) {
         Some(read) => read,
         None => {
-            let Some(left) = deadline.left() else {
+            if deadline.left().is_none() {
                 deadline.offline.set(true);
                 return Err(deadline.passed());
-            };
-            match runtime::run_without_sigpipe_guard(left, response.read_capped(cap)) {
-                Ok(read) => read,
-                Err(stopped) => return Err(deadline.stopped(stopped)),
             }
+            response.read_capped(cap, deadline.at)
         }
     };
     match read {

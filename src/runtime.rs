@@ -22,10 +22,9 @@
 //! the runtime that opened it and only makes progress while that runtime runs.
 
 use std::cell::{Cell, RefCell};
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Why a future did not run to its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,9 +59,6 @@ thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(0) };
     /// Inside [`once`]: a runtime of one call, whose connections must not be kept.
     static ONE_OFF: Cell<bool> = const { Cell::new(false) };
-    /// The nearest time limit of the futures being polled ([`until`]), for code that waits
-    /// on a socket itself (`crate::http::client`).
-    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -172,37 +168,9 @@ fn once<F: Future + Unpin>(limit: Duration, fut: F) -> Result<F::Output, Stopped
 }
 
 async fn bounded<F: Future + Unpin>(limit: Duration, fut: F) -> Result<F::Output, Stopped> {
-    until(Instant::now() + limit, fut)
+    tokio::time::timeout(limit, fut)
         .await
-        .ok_or(Stopped::TimedOut)
-}
-
-/// `fut` until `at`, or `None` if `at` came first (polled first when both are ready, like
-/// `tokio::time::timeout_at`). While `fut` is polled, [`deadline`] says the nearest of `at`
-/// and the limits around it: code that blocks on a socket itself rather than through the
-/// runtime's reactor (`crate::http::client`) waits no longer than that, and then the timer
-/// here ends the wait.
-pub async fn until<F: Future>(at: Instant, fut: F) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    let mut timer = std::pin::pin!(tokio::time::sleep_until(at.into()));
-    poll_fn(|cx| {
-        let outer = DEADLINE.try_with(Cell::get).ok().flatten();
-        let nearest = outer.map_or(at, |outer| outer.min(at));
-        let _ = DEADLINE.try_with(|d| d.set(Some(nearest)));
-        let polled = fut.as_mut().poll(cx);
-        let _ = DEADLINE.try_with(|d| d.set(outer));
-        match polled {
-            Poll::Ready(out) => Poll::Ready(Some(out)),
-            Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
-        }
-    })
-    .await
-}
-
-/// The nearest time limit around the future being polled now ([`until`]); `None` outside
-/// any.
-pub fn deadline() -> Option<Instant> {
-    DEADLINE.try_with(Cell::get).ok().flatten()
+        .map_err(|_| Stopped::TimedOut)
 }
 
 #[cfg(test)]

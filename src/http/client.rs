@@ -1,41 +1,39 @@
-//! The HTTP/1.1 client under `crate::http`: hyper's HTTP/1 connection, driven by the request
-//! that uses it, on the calling thread's runtime (`crate::runtime`), with the kept-alive
+//! The HTTP/1.1 client under `crate::http`: the protocol from `ureq-proto` (a sans-I/O
+//! HTTP/1.1 state machine: request writing, response parsing with `httparse`, body framing by
+//! length, chunks or close), the I/O done here, on the calling thread, with the kept-alive
 //! connections of this thread in a small pool of its own.
 //!
-//! Why not reqwest (docs/perf.md, "The HTTP client"): reqwest puts a service stack between the
-//! caller and hyper (URL parsed three times per request, a redirect layer, a retry layer, a
-//! connection pool shared through locks, each connection a task of its own woken through the
-//! scheduler). For one small request on a kept-alive local connection that machinery cost
-//! about twice hyper's own work, on every SMTP login. What the module needs of an HTTP client
-//! is small and fixed: HTTP/1.1, no redirects, no proxies, no cookies, verified TLS, one
-//! deadline per exchange (`crate::runtime::run`), capped bodies. This is that, on hyper.
+//! Why not reqwest or hyper (docs/perf.md, "The HTTP client"): both run a request as futures
+//! on an async runtime, through a reactor, channels between a connection task and its
+//! caller, and wake-ups. For one small request on a kept-alive local connection that machinery
+//! cost several times the protocol work itself, on every SMTP login. What the module needs of
+//! an HTTP client is small and fixed: HTTP/1.1, one request at a time per connection, no
+//! redirects, no proxies, no cookies, verified TLS, one deadline per exchange, capped bodies.
+//! This is that: a request is written with one `sendmsg`, its answer waited for with `ppoll`
+//! until the deadline and read with `recv`, all on the thread that called PAM.
 //!
-//! A connection does no work of its own: its hyper `Connection` is polled only by the request
-//! or body read that uses it ([`drive`]), so nothing runs between PAM calls and nothing is
-//! spawned. Between checks it waits in this thread's pool; before it is used again, a
-//! non-blocking peek at its socket tells whether the server closed it meanwhile (its
-//! keep-alive timeout), so a request is never written to a connection already dead.
+//! Only opening a connection uses the thread's async runtime (`crate::runtime`): name
+//! resolution runs on its blocking pool, so that a resolver that hangs is still cut off at
+//! the deadline, and connects are bounded by `connect_timeout=`. Between checks a connection
+//! waits in this thread's pool; before it is used again, a non-blocking peek at its socket
+//! tells whether the server closed it meanwhile (its keep-alive timeout), so a request is
+//! never written to a connection already dead.
 
 use super::ClientKey;
-use crate::runtime;
+use crate::runtime::{self, Stopped};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Body as _, Incoming};
-use hyper::client::conn::http1::{Connection, SendRequest};
-use hyper_util::rt::TokioIo;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::{poll_fn, Future};
+use std::future::Future;
+use std::io::{Read as _, Write as _};
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::pin::{pin, Pin};
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use ureq_proto::client::state::{RecvBody, RecvResponse};
+use ureq_proto::client::{Call, RecvBodyResult, RecvResponseResult, SendRequestResult};
+use ureq_proto::BodyMode;
 use url::Url;
 
 pub use ::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -46,6 +44,11 @@ const IDLE_FOR: Duration = Duration::from_secs(60);
 /// Idle connections kept per server and configuration: one per concurrent check of a thread,
 /// and a thread runs one check at a time.
 const IDLE_PER_ORIGIN: usize = 4;
+/// An answer's head must fit in this: with the body caps the backends set, what a server can
+/// make the module hold.
+const HEAD_CAP: usize = 64 * 1024;
+/// How much is asked of the socket per read.
+const READ_SIZE: usize = 16 * 1024;
 
 /// Why an exchange failed, as `crate::http::describe` words it.
 #[derive(Debug)]
@@ -56,8 +59,9 @@ pub enum Error {
     Misconfigured(String),
     /// The connect timeout (`connect_timeout=`) passed.
     ConnectTimeout,
-    /// The attempt's deadline passed while the body of an answer was still coming.
-    BodyTimeout,
+    /// The attempt's deadline passed while the answer (its head or its body) was still
+    /// coming, or before a connection could be opened.
+    TimedOut,
     /// Nothing listens there, or there is no route: the server is down.
     Unreachable(String),
     /// Any other failure to connect: name resolution, TLS (certificate verification).
@@ -221,18 +225,22 @@ pub struct Response {
     body: Body,
 }
 
-/// A body still to come, and the connection it comes through (none once it has ended).
-type Coming = (Incoming, Option<(Origin, Box<Conn>)>);
-
 /// A body: the bytes (`None`: more than the cap), or why they could not be read.
 type Read = Result<Option<Vec<u8>>, Error>;
 
 enum Body {
-    /// Still to come, through this connection (none once the body has ended).
+    /// Still to come, through this connection.
     Coming(Box<Coming>),
-    /// Read with the head, taken once; a failure leaves the head standing (a status decides
-    /// for some backends).
+    /// Read with the head (or there was none), taken once; a failure leaves the head standing
+    /// (a status decides for some backends).
     Read(Option<Read>),
+}
+
+/// A body still to come: where the protocol stands, and the connection it comes through.
+struct Coming {
+    call: Call<RecvBody>,
+    conn: Box<Conn>,
+    origin: Origin,
 }
 
 impl Response {
@@ -244,7 +252,8 @@ impl Response {
         &self.headers
     }
 
-    /// The announced body length, if the server announced one.
+    /// The announced body length, if the server announced one (0 for an answer that has no
+    /// body: HEAD, 204, 304).
     pub fn content_length(&self) -> Option<u64> {
         self.content_length
     }
@@ -262,331 +271,179 @@ impl Response {
         }
     }
 
-    /// The body, at most `cap` bytes (`None` if there is more), read now if it was not read
-    /// with the head; the connection goes back to the pool once the body has ended.
-    pub async fn read_capped(mut self, cap: u64) -> Read {
+    /// The body, at most `cap` bytes (`None` if there is more), read now until `until` if it
+    /// was not read with the head; the connection goes back to the pool once the body has
+    /// ended.
+    pub fn read_capped(mut self, cap: u64, until: Instant) -> Read {
         if let Some(read) = self.take_read(cap) {
             return read;
         }
         let Body::Coming(coming) = self.body else {
             return Err(Error::Protocol("the body was already taken".into()));
         };
-        let (mut incoming, conn) = *coming;
-        let mut body = Vec::new();
-        let Some((origin, mut conn)) = conn else {
-            return Ok(Some(body));
-        };
-        loop {
-            let frame = drive(&mut conn, incoming.frame()).await;
-            match frame {
-                None => break,
-                Some(Err(e)) => return Err(Error::Protocol(chain(&e))),
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        if (body.len() + data.len()) as u64 > cap {
-                            return Ok(None);
-                        }
-                        body.extend_from_slice(&data);
-                    }
-                }
-            }
-        }
-        conn.settle().await;
-        checkin(origin, conn);
-        Ok(Some(body))
+        let Coming { call, conn, origin } = *coming;
+        read_body(call, conn, origin, cap, until)
     }
 }
 
-/// The byte stream under a connection.
-enum Stream {
-    /// Plain TCP, or kopano-server's unix socket (`socket=`).
-    Plain(Socket),
-    Tls(Box<tokio_native_tls::TlsStream<Socket>>),
-}
-
-macro_rules! each_stream {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self.get_mut() {
-            Stream::Plain($s) => $e,
-            Stream::Tls($s) => $e,
-        }
-    };
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        each_stream!(self, s => Pin::new(s).poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        each_stream!(self, s => Pin::new(s).poll_write(cx, buf))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        each_stream!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Plain(s) => s.is_write_vectored(),
-            Stream::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        each_stream!(self, s => Pin::new(s).poll_flush(cx))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        each_stream!(self, s => Pin::new(s).poll_shutdown(cx))
-    }
-}
-
-/// What a connection's socket was last refused for (the read or write would have blocked):
-/// what [`pump`] waits for.
-#[derive(Default)]
-struct Waits {
-    read: Cell<bool>,
-    write: Cell<bool>,
-    /// The last read found nothing, and no wait has reported the socket readable since: a
-    /// read now would find nothing either, or so little later that the wait it leads to
-    /// returns at once. hyper reads again after every message to learn of a close; this
-    /// spares those reads their system call (whether a kept connection was closed is asked
-    /// before it is reused: `Conn::reusable`).
-    drained: Cell<bool>,
-}
-
-/// A connected, non-blocking socket that is not registered with the runtime's reactor: a
-/// read or write that would block says so in its [`Waits`] and returns `Pending`, and
-/// [`pump`] waits for the socket itself. One request on a kept connection then costs a write,
-/// a `ppoll` and a read, instead of a trip through the reactor's epoll instance, its
-/// registration and its wake-ups (about twice the CPU for the same exchange: docs/perf.md).
+/// A connected, non-blocking socket, read and written on the calling thread: a read or write
+/// that would block waits with `ppoll` for the socket, until the exchange's deadline. Writes
+/// never raise SIGPIPE (`MSG_NOSIGNAL`), so an HTTP check leaves the host's signal mask alone.
 struct Socket {
     fd: OwnedFd,
-    waits: Rc<Waits>,
+    /// The deadline of the exchange using it; past it, a wait ends with `TimedOut`.
+    until: Cell<Instant>,
 }
 
 impl Socket {
-    fn new(fd: OwnedFd) -> Socket {
+    fn new(fd: OwnedFd, until: Instant) -> Socket {
         Socket {
             fd,
-            waits: Rc::default(),
+            until: Cell::new(until),
         }
     }
 
-    /// The outcome of a send or recv returning `n`: `Pending` (noted in `waits`) if it would
-    /// have blocked.
-    fn outcome(n: isize, waiting: &Cell<bool>) -> Poll<std::io::Result<usize>> {
-        if n >= 0 {
-            return Poll::Ready(Ok(n as usize));
+    /// Waits until the socket is ready for `events` (or failed, or closed), or the deadline
+    /// passed (`TimedOut`).
+    fn wait(&self, events: libc::c_short) -> std::io::Result<()> {
+        let mut pollfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        loop {
+            let left = self
+                .until
+                .get()
+                .checked_duration_since(Instant::now())
+                .filter(|left| !left.is_zero())
+                .ok_or(std::io::ErrorKind::TimedOut)?;
+            let timeout = libc::timespec {
+                tv_sec: left.as_secs() as libc::time_t,
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            };
+            // SAFETY: one pollfd on the stack, a timeout, no signal mask change.
+            let n = unsafe { libc::ppoll(&mut pollfd, 1, &timeout, std::ptr::null()) };
+            if n > 0 {
+                return Ok(());
+            }
+            if n < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
         }
-        let err = std::io::Error::last_os_error();
-        if err.kind() == std::io::ErrorKind::WouldBlock {
-            waiting.set(true);
-            Poll::Pending
+    }
+
+    /// `n` from a send or recv: the count, or the error (`WouldBlock` included).
+    fn outcome(n: isize) -> std::io::Result<usize> {
+        if n >= 0 {
+            Ok(n as usize)
         } else {
-            Poll::Ready(Err(err))
+            Err(std::io::Error::last_os_error())
         }
     }
 }
 
-/// Never blocks, never raises SIGPIPE (`MSG_NOSIGNAL`); EINTR is tried again.
-impl AsyncRead for Socket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if self.waits.drained.get() {
-            self.waits.read.set(true);
-            return Poll::Pending;
-        }
-        // SAFETY: recv writes at most `unfilled.len()` bytes into the buffer and says how
-        // many; only those are then marked initialised.
-        let unfilled = unsafe { buf.unfilled_mut() };
+impl std::io::Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
+            // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
             let n = unsafe {
                 libc::recv(
                     self.fd.as_raw_fd(),
-                    unfilled.as_mut_ptr().cast(),
-                    unfilled.len(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
                     libc::MSG_DONTWAIT,
                 )
             };
-            let polled = Socket::outcome(n, &self.waits.read);
-            self.waits.drained.set(polled.is_pending());
-            match polled {
-                Poll::Ready(Ok(n)) => {
-                    // SAFETY: the kernel wrote these n bytes.
-                    unsafe { buf.assume_init(n) };
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
+            match Socket::outcome(n) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.wait(libc::POLLIN)?,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                done => return done,
             }
         }
     }
 }
 
-impl AsyncWrite for Socket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.poll_write_vectored(cx, &[std::io::IoSlice::new(buf)])
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
+impl std::io::Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         loop {
-            // SAFETY: IoSlice is ABI-compatible with iovec on unix; the message only points
-            // at the caller's buffers for the duration of the call.
+            // SAFETY: send reads at most `buf.len()` bytes from `buf`.
             let n = unsafe {
-                let mut message: libc::msghdr = std::mem::zeroed();
-                message.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-                message.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
-                libc::sendmsg(
+                libc::send(
                     self.fd.as_raw_fd(),
-                    &message,
+                    buf.as_ptr().cast(),
+                    buf.len(),
                     libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
                 )
             };
-            match Socket::outcome(n, &self.waits.write) {
-                Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                polled => return polled,
+            match Socket::outcome(n) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.wait(libc::POLLOUT)?,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                done => return done,
             }
         }
     }
 
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        // SAFETY: shutdown on this socket's own fd.
-        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_WR) };
-        Poll::Ready(Ok(()))
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
-/// Set when something polled under [`pump`] asks to be polled again.
-#[derive(Default)]
-struct Woken(AtomicBool);
-
-impl Wake for Woken {
-    fn wake(self: Arc<Self>) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.store(true, Ordering::Relaxed);
-    }
+/// The byte stream of a connection.
+enum Stream {
+    /// Plain TCP, or kopano-server's unix socket (`socket=`).
+    Plain(Socket),
+    Tls(Box<native_tls::TlsStream<Socket>>),
 }
 
-/// Polls `step` until it is ready, waiting on the socket in between for what its last read or
-/// write was refused for (`waits`), on this thread, until the nearest time limit around it
-/// (`runtime::deadline`). Then it returns `Pending`, and the timer of that limit
-/// (`runtime::until`) ends the wait. Nothing else can make the futures here progress: hyper's
-/// connection and request halves wake only each other, and both are polled here.
-async fn pump<T>(socket: (RawFd, &Waits), mut step: impl FnMut(&mut Context<'_>) -> Poll<T>) -> T {
-    let (fd, waits) = socket;
-    let woken = Arc::new(Woken::default());
-    let waker = Waker::from(woken.clone());
-    let mut cx = Context::from_waker(&waker);
-    poll_fn(move |outer| {
-        for _ in 0..1024 {
-            waits.read.set(false);
-            waits.write.set(false);
-            if let Poll::Ready(out) = step(&mut cx) {
-                return Poll::Ready(out);
-            }
-            if woken.0.swap(false, Ordering::Relaxed) {
-                continue;
-            }
-            let mut events = 0;
-            if waits.write.get() {
-                events |= libc::POLLOUT;
-            }
-            if waits.read.get() || events == 0 {
-                // Short of anything else, an HTTP client waits for its server.
-                events |= libc::POLLIN;
-            }
-            if !ready(fd, events, crate::runtime::deadline()) {
-                return Poll::Pending;
-            }
-            waits.drained.set(false);
+impl Stream {
+    fn socket(&self) -> &Socket {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref(),
         }
-        // Woken over and over without an end: let the runtime look at its timers.
-        outer.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await
-}
+    }
 
-/// Whether `fd` became ready for `events` (or failed, or closed) before `deadline`; waits on
-/// this thread. No deadline: no wait.
-fn ready(fd: RawFd, events: libc::c_short, deadline: Option<Instant>) -> bool {
-    let Some(deadline) = deadline else {
-        return false;
-    };
-    let mut pollfd = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let timeout = libc::timespec {
-            tv_sec: left.as_secs() as libc::time_t,
-            tv_nsec: left.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: one pollfd on the stack, a timeout, no signal mask change.
-        let n = unsafe { libc::ppoll(&mut pollfd, 1, &timeout, std::ptr::null()) };
-        if n > 0 {
-            return true;
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
-        if n == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return false;
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(buf),
+            Stream::Tls(s) => s.write_all(buf),
         }
     }
 }
 
 /// Where a connection goes, and under which configuration it was opened: connections are
 /// reused only for the same server under the same TLS trust and socket.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 struct Origin {
-    key: ClientKey,
+    key: Arc<ClientKey>,
     tls: bool,
     host: String,
     port: u16,
 }
 
+/// By the server only: configurations rarely differ for one server, and equality still
+/// compares them.
+impl std::hash::Hash for Origin {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.host.hash(state);
+        self.port.hash(state);
+        self.tls.hash(state);
+    }
+}
+
 impl Origin {
-    fn of(key: &ClientKey, url: &Url) -> Result<Origin, Error> {
+    fn of(key: &Arc<ClientKey>, url: &Url) -> Result<Origin, Error> {
         let tls = match url.scheme() {
             "http" => false,
             "https" => true,
@@ -610,44 +467,86 @@ impl Origin {
     }
 }
 
-/// One HTTP/1.1 connection: hyper's request half and the connection itself, which makes
-/// progress only while [`drive`] polls it.
+/// Bytes read from a connection's socket and not yet used by the protocol: `buf[start..end]`.
+/// The buffer is zeroed once, when it grows, not on every read.
+#[derive(Default)]
+struct Input {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Input {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Where the next read goes: the free end of the buffer, made by moving what is unused to
+    /// the front or, if it fills the buffer, by growing it.
+    fn room(&mut self) -> &mut [u8] {
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                self.buf.resize(self.buf.len() + READ_SIZE, 0);
+            }
+        }
+        &mut self.buf[self.end..]
+    }
+}
+
+/// One HTTP/1.1 connection, between exchanges or in one.
 struct Conn {
-    sender: SendRequest<Full<Bytes>>,
-    connection: Connection<TokioIo<Stream>, Full<Bytes>>,
-    /// The connection has ended (closed, or failed); nothing more can be sent on it.
-    ended: bool,
-    fd: RawFd,
-    waits: Rc<Waits>,
-    /// Which process and runtime it belongs to: its socket is registered with that runtime.
+    stream: Stream,
+    input: Input,
+    /// Which process opened it: never used or closed by another (fork()).
     pid: u32,
-    generation: u64,
     idle_since: Instant,
 }
 
 impl Conn {
-    /// Gives the connection one turn after a message ended, so it notices and is ready again.
-    async fn settle(&mut self) {
-        poll_fn(|cx| {
-            if !self.ended && Pin::new(&mut self.connection).poll(cx).is_ready() {
-                self.ended = true;
-            }
-            Poll::Ready(())
-        })
-        .await
+    /// Reads more from the socket into `input`: the count, 0 at the end of the stream. Past
+    /// the exchange's deadline, `TimedOut` even if the server keeps sending: a server that
+    /// streams without end (interim answers, an endless body) is cut off at the deadline too.
+    fn fill(&mut self) -> std::io::Result<usize> {
+        if Instant::now() >= self.stream.socket().until.get() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        let room = self.input.room();
+        let read = self.stream.read(room)?;
+        self.input.end += read;
+        Ok(read)
     }
 
-    /// Whether it can take another request: hyper is ready for one, and the server has neither
-    /// closed it nor sent anything unasked (both show as something to read while idle).
+    /// Whether it can take another request: the server has neither closed it nor sent
+    /// anything unasked (both show as something to read while idle).
     fn reusable(&self) -> bool {
-        if self.ended || !self.sender.is_ready() || self.idle_since.elapsed() >= IDLE_FOR {
+        if self.idle_since.elapsed() >= IDLE_FOR {
             return false;
         }
         let mut byte = 0u8;
         // SAFETY: a one-byte peek into a local; the fd is this connection's open socket.
         let n = unsafe {
             libc::recv(
-                self.fd,
+                self.stream.socket().fd.as_raw_fd(),
                 &mut byte as *mut u8 as *mut libc::c_void,
                 1,
                 libc::MSG_PEEK | libc::MSG_DONTWAIT,
@@ -655,31 +554,15 @@ impl Conn {
         };
         n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
     }
-}
 
-/// Runs `fut` while polling the connection it needs: hyper's connection only reads and writes
-/// when polled, and here nothing else polls it.
-async fn drive<F: Future>(conn: &mut Conn, fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    let Conn {
-        connection,
-        ended,
-        fd,
-        waits,
-        ..
-    } = conn;
-    pump((*fd, waits), |cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-            return Poll::Ready(out);
+    /// An I/O failure in an exchange that must end by `until`, in the words of [`Error`].
+    fn failed(&self, e: std::io::Error, until: Instant) -> Error {
+        if e.kind() == std::io::ErrorKind::TimedOut || Instant::now() >= until {
+            Error::TimedOut
+        } else {
+            Error::Protocol(chain(&e))
         }
-        if !*ended && Pin::new(&mut *connection).poll(cx).is_ready() {
-            // Ended: the request's half has its outcome now (or an error saying why).
-            *ended = true;
-            return fut.as_mut().poll(cx);
-        }
-        Poll::Pending
-    })
-    .await
+    }
 }
 
 /// A connection kept by this thread, never touched in a process it does not belong to.
@@ -692,8 +575,8 @@ impl Drop for Kept {
             // SAFETY: dropped once, here, and never used again.
             unsafe { ManuallyDrop::drop(&mut self.0) };
         }
-        // Otherwise inherited across fork(): the socket is the parent's session, registered
-        // with the parent's epoll instance. Never closed or deregistered from here.
+        // Otherwise inherited across fork(): the socket and its TLS session are the parent's.
+        // Never written to or shut down from here.
     }
 }
 
@@ -702,18 +585,13 @@ thread_local! {
     static IDLE: RefCell<HashMap<Origin, Vec<Kept>>> = RefCell::new(HashMap::new());
 }
 
-/// A reusable idle connection to `origin` made by this process and runtime, if there is one.
+/// A reusable idle connection to `origin` made by this process, if there is one.
 fn checkout(origin: &Origin) -> Option<Box<Conn>> {
-    let generation = runtime::generation();
     IDLE.try_with(|idle| {
         let mut idle = idle.try_borrow_mut().ok()?;
         let kept = idle.get_mut(origin)?;
         while let Some(mut conn) = kept.pop() {
-            if conn.0.pid == crate::fork::pid()
-                && conn.0.generation == generation
-                && generation != 0
-                && conn.0.reusable()
-            {
+            if conn.0.pid == crate::fork::pid() && conn.0.reusable() {
                 // SAFETY: taken out once; the emptied Kept is forgotten, not dropped.
                 let taken = unsafe { ManuallyDrop::take(&mut conn.0) };
                 std::mem::forget(conn);
@@ -728,12 +606,8 @@ fn checkout(origin: &Origin) -> Option<Box<Conn>> {
 
 /// Puts a connection whose exchange ended cleanly back for the next check on this thread.
 fn checkin(origin: Origin, mut conn: Box<Conn>) {
-    // Generation 0: made on a runtime of one call (`runtime::generation`), gone after it.
-    if conn.ended
-        || !conn.sender.is_ready()
-        || conn.generation == 0
-        || conn.generation != runtime::generation()
-    {
+    if !conn.input.is_empty() {
+        // The server sent more than the answer: nothing unasked is ever read as an answer.
         return;
     }
     conn.idle_since = Instant::now();
@@ -752,43 +626,111 @@ fn checkin(origin: Origin, mut conn: Box<Conn>) {
     });
 }
 
-/// Sends one request and waits for the head of its answer, and with `read` the body too, at
-/// most that many bytes, until that instant (`crate::http::send` and `fetch` bound the whole).
-/// A body that cannot be read leaves the head standing: some backends decide on the status.
-pub async fn execute(
-    request: RequestBuilder,
-    read: Option<(u64, Instant)>,
-) -> Result<Response, Error> {
-    let response = head(request).await?;
-    let Some((cap, until)) = read else {
-        return Ok(response);
-    };
-    if response.content_length.is_some_and(|len| len > cap) {
-        // Not read at all: `read_capped` names the announced length.
-        return Ok(Response {
-            body: Body::Read(Some(Ok(None))),
-            ..response
-        });
-    }
-    let (status, headers, content_length) = (
-        response.status,
-        response.headers.clone(),
-        response.content_length,
-    );
-    // Ends no later than the attempt's deadline, which bounds this call as a whole: polled
-    // first when both have passed, it keeps the head.
-    let read = runtime::until(until, response.read_capped(cap))
-        .await
-        .unwrap_or(Err(Error::BodyTimeout));
-    Ok(Response {
-        status,
-        headers,
-        content_length,
-        body: Body::Read(Some(read)),
-    })
+/// A request ready to be written: the request line and headers as `ureq-proto` takes them,
+/// and the body.
+struct Prepared {
+    head: ::http::request::Parts,
+    body: Bytes,
 }
 
-async fn head(request: RequestBuilder) -> Result<Response, Error> {
+impl Prepared {
+    fn call(&self) -> Result<Call<ureq_proto::client::state::SendRequest>, Error> {
+        let mut request = ::http::Request::new(());
+        *request.method_mut() = self.head.method.clone();
+        *request.uri_mut() = self.head.uri.clone();
+        *request.headers_mut() = self.head.headers.clone();
+        Call::new(request)
+            .map(|call| call.proceed())
+            .map_err(|e| Error::Request(e.to_string()))
+    }
+
+    /// The request's bytes, head and body, to be written in one go.
+    fn encode(&self) -> Result<(Vec<u8>, Call<RecvResponse>), Error> {
+        let invalid =
+            |e: ureq_proto::Error| Error::Request(format!("cannot write the request: {e}"));
+        let mut call = self.call()?;
+        // Room for the request line and every header line at once, and the body.
+        let room = 256
+            + self
+                .head
+                .uri
+                .path_and_query()
+                .map_or(0, |p| p.as_str().len())
+            + self
+                .head
+                .headers
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                .sum::<usize>();
+        let mut out = vec![0; room + self.body.len()];
+        let mut used = call.write(&mut out).map_err(invalid)?;
+        if !call.can_proceed() {
+            return Err(Error::Request("the request head does not fit".into()));
+        }
+        let call = match call.proceed().map_err(invalid)? {
+            Some(SendRequestResult::RecvResponse(call)) => call,
+            Some(SendRequestResult::SendBody(mut call)) => {
+                let mut body = &self.body[..];
+                loop {
+                    let (taken, wrote) = call.write(body, &mut out[used..]).map_err(invalid)?;
+                    used += wrote;
+                    body = &body[taken..];
+                    if body.is_empty() && call.can_proceed() {
+                        break;
+                    }
+                    if taken == 0 && wrote == 0 && !body.is_empty() {
+                        return Err(Error::Request("the request body does not fit".into()));
+                    }
+                }
+                call.proceed()
+                    .ok_or_else(|| Error::Request("the request body was not all written".into()))?
+            }
+            _ => return Err(Error::Request("the request cannot be sent".into())),
+        };
+        out.truncate(used);
+        Ok((out, call))
+    }
+}
+
+/// Sends one request and waits for the head of its answer until `until`, and with `read` the
+/// body too, at most that many bytes. A body that cannot be read leaves the head standing:
+/// some backends decide on the status.
+pub fn execute(
+    request: RequestBuilder,
+    read: Option<u64>,
+    until: Instant,
+) -> Result<Response, Error> {
+    let (origin, prepared) = prepare(request)?;
+    let (mut bytes, mut call) = prepared.encode()?;
+    // A kept connection first; if the server closed it before a byte of the request left
+    // (after the peek), the request goes out once more on a new connection. A request that
+    // may have reached the server is never sent twice: that could count a wrong password twice.
+    if let Some(mut conn) = checkout(&origin) {
+        conn.stream.socket().until.set(until);
+        match conn.stream.write_all(&bytes) {
+            Ok(()) => return receive(origin, conn, call, read, until),
+            Err(e) if unsent(&e) => (bytes, call) = prepared.encode()?,
+            Err(e) => return Err(conn.failed(e, until)),
+        }
+    }
+    let mut conn = connect(&origin, until)?;
+    if let Err(e) = conn.stream.write_all(&bytes) {
+        return Err(conn.failed(e, until));
+    }
+    receive(origin, conn, call, read, until)
+}
+
+/// Whether a failed write left the whole request unsent: the connection was found closed when
+/// the first bytes were handed to the kernel.
+fn unsent(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EPIPE) | Some(libc::ECONNRESET) | Some(libc::ENOTCONN)
+    )
+}
+
+/// The request's origin and its parts, with the headers every request carries.
+fn prepare(request: RequestBuilder) -> Result<(Origin, Prepared), Error> {
     let RequestBuilder {
         client,
         method,
@@ -802,176 +744,263 @@ async fn head(request: RequestBuilder) -> Result<Response, Error> {
     }
     let url = url.map_err(Error::Request)?;
     let origin = Origin::of(&client.key, &url)?;
-    let mut message = ::http::Request::new(Full::new(body));
+    let method_is_post = method == Method::POST;
+    let mut message = ::http::Request::new(());
     *message.method_mut() = method;
-    *message.uri_mut() = match url.query() {
-        Some(query) => format!("{}?{query}", url.path()),
-        None => url.path().to_string(),
-    }
-    .parse()
-    .map_err(|_| Error::Request("the URL's path is not valid in a request".into()))?;
+    use url::Position;
+    *message.uri_mut() = ::http::Uri::try_from(&url[Position::BeforePath..Position::AfterQuery])
+        .map_err(|_| Error::Request("the URL's path is not valid in a request".into()))?;
     let fields = message.headers_mut();
-    let authority = match url.port() {
-        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-        None => url.host_str().unwrap_or_default().to_string(),
-    };
     fields.insert(
         header::HOST,
-        HeaderValue::from_str(&authority)
+        HeaderValue::from_str(&url[Position::BeforeHost..Position::AfterPort])
             .map_err(|_| Error::Request("the URL's host is not valid in a request".into()))?,
     );
     fields.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
     fields.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
     fields.extend(headers);
-
-    // A kept connection first; if it turns out closed before the request left (the server
-    // closed it after the peek), the request goes out once more on a new connection. A
-    // request that left is never sent twice: that could count a wrong password twice.
-    let mut message = Some(message);
-    if let Some(mut conn) = checkout(&origin) {
-        let Some(request) = message.take() else {
-            return Err(Error::Request("no request".into()));
-        };
-        let sending = conn.sender.try_send_request(request);
-        match drive(&mut conn, sending).await {
-            Ok(head) => return answered(origin, conn, head).await,
-            Err(mut failed) => match failed.take_message() {
-                Some(unsent) => message = Some(unsent),
-                None => return Err(Error::Protocol(chain(failed.error()))),
-            },
-        }
+    if !body.is_empty() || method_is_post {
+        fields.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
-    let Some(request) = message else {
-        return Err(Error::Request("no request".into()));
-    };
-    let mut conn = connect(&client, &origin).await?;
-    let sending = conn.sender.send_request(request);
-    match drive(&mut conn, sending).await {
-        Ok(head) => answered(origin, conn, head).await,
-        Err(e) => Err(Error::Protocol(chain(&e))),
-    }
+    let (head, ()) = message.into_parts();
+    Ok((origin, Prepared { head, body }))
 }
 
 const USER_AGENT: &str = concat!("pam_mailauth/", env!("CARGO_PKG_VERSION"));
 
-/// The response for a head that arrived; a body that has already ended (HEAD, 204, an empty
-/// body) frees the connection for the next request right away.
-async fn answered(
+/// Reads the head of the answer (past any 1xx), then, with `read`, its body.
+fn receive(
     origin: Origin,
     mut conn: Box<Conn>,
-    head: ::http::Response<Incoming>,
+    mut call: Call<RecvResponse>,
+    read: Option<u64>,
+    until: Instant,
 ) -> Result<Response, Error> {
-    let (parts, body) = head.into_parts();
-    let conn = if body.is_end_stream() {
-        conn.settle().await;
-        checkin(origin, conn);
-        None
-    } else {
-        Some((origin, conn))
+    let protocol = |e: ureq_proto::Error| Error::Protocol(e.to_string());
+    let head = loop {
+        let (used, head) = call
+            .try_response(conn.input.bytes(), false)
+            .map_err(protocol)?;
+        conn.input.consume(used);
+        if let Some(head) = head {
+            break head;
+        }
+        if used > 0 {
+            continue; // an interim (1xx) answer, passed over
+        }
+        if conn.input.len() >= HEAD_CAP {
+            return Err(Error::Protocol(format!(
+                "the answer's head is larger than {} KiB",
+                HEAD_CAP / 1024
+            )));
+        }
+        match conn.fill() {
+            Ok(0) => {
+                return Err(Error::Protocol(
+                    "the connection was closed before an answer came".into(),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(conn.failed(e, until)),
+        }
     };
-    Ok(Response {
+    let (parts, ()) = head.into_parts();
+    if parts.headers.contains_key(header::TRANSFER_ENCODING)
+        && parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        // Two framings, and which one the server meant is a guess (RFC 9112, 6.1: "ought to
+        // be handled as an error").
+        return Err(Error::Protocol(
+            "the answer has both Transfer-Encoding and Content-Length".into(),
+        ));
+    }
+    let answer = |content_length, body| Response {
         status: parts.status,
         headers: parts.headers,
-        content_length: body.size_hint().exact(),
-        body: Body::Coming(Box::new((body, conn))),
-    })
+        content_length,
+        body,
+    };
+    let call = match call.proceed() {
+        Some(RecvResponseResult::RecvBody(call)) => call,
+        Some(RecvResponseResult::Cleanup(done)) => {
+            if !done.must_close_connection() {
+                checkin(origin, conn);
+            }
+            return Ok(answer(Some(0), Body::Read(Some(Ok(Some(Vec::new()))))));
+        }
+        Some(RecvResponseResult::Redirect(done)) => {
+            // Never followed: the answer is the redirect itself.
+            if !done.must_close_connection() {
+                checkin(origin, conn);
+            }
+            return Ok(answer(Some(0), Body::Read(Some(Ok(Some(Vec::new()))))));
+        }
+        None => return Err(Error::Protocol("the answer's head was not complete".into())),
+    };
+    let content_length = match call.body_mode() {
+        BodyMode::LengthDelimited(len) => Some(len),
+        BodyMode::NoBody => Some(0),
+        BodyMode::Chunked | BodyMode::CloseDelimited => None,
+    };
+    let body = match read {
+        // Not read at all: `read_capped` names the announced length.
+        Some(cap) if content_length.is_some_and(|len| len > cap) => Body::Read(Some(Ok(None))),
+        Some(cap) => Body::Read(Some(read_body(call, conn, origin, cap, until))),
+        None => Body::Coming(Box::new(Coming { call, conn, origin })),
+    };
+    Ok(answer(content_length, body))
 }
 
-/// Opens a new connection: the unix socket (`socket=`), or TCP to each address of the host in
-/// turn within `connect_timeout=` each, then TLS for https, verifying the certificate and the
-/// host name with the configuration's trust roots.
-/// Boxed: a connection is large (hyper's buffers and state) and moves between the pool, the
-/// request and the response; a box moves as a pointer.
-async fn connect(client: &Client, origin: &Origin) -> Result<Box<Conn>, Error> {
-    let key = &client.key;
-    let socket = match &key.unix_socket {
-        Some(_) if origin.tls => {
+/// Reads a body to its end, at most `cap` bytes (`None` if there is more), until `until`; the
+/// connection goes back to the pool if the answer leaves it fit for another.
+fn read_body(
+    mut call: Call<RecvBody>,
+    mut conn: Box<Conn>,
+    origin: Origin,
+    cap: u64,
+    until: Instant,
+) -> Read {
+    conn.stream.socket().until.set(until);
+    let to_close = matches!(call.body_mode(), BodyMode::CloseDelimited);
+    let mut body = Vec::new();
+    loop {
+        if !to_close && call.can_proceed() {
+            break;
+        }
+        let mut progress = false;
+        if !conn.input.is_empty() {
+            let had = body.len();
+            // Decoding never makes more bytes than it takes.
+            body.resize(had + conn.input.len(), 0);
+            let (used, wrote) = call
+                .read(conn.input.bytes(), &mut body[had..])
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+            body.truncate(had + wrote);
+            conn.input.consume(used);
+            progress = used > 0 || wrote > 0;
+            if body.len() as u64 > cap {
+                return Ok(None);
+            }
+        }
+        if progress {
+            continue;
+        }
+        if conn.input.len() >= HEAD_CAP {
+            // A chunk-size or trailer line without end.
+            return Err(Error::Protocol(format!(
+                "a line of the answer's chunked body is longer than {} KiB",
+                HEAD_CAP / 1024
+            )));
+        }
+        match conn.fill() {
+            Ok(0) if to_close => return Ok(Some(body)),
+            Ok(0) => {
+                return Err(Error::Protocol(
+                    "the connection was closed before the answer's body ended".into(),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(conn.failed(e, until)),
+        }
+    }
+    match call.proceed() {
+        Some(RecvBodyResult::Cleanup(done)) if !done.must_close_connection() => {
+            checkin(origin, conn)
+        }
+        Some(RecvBodyResult::Redirect(done)) if !done.must_close_connection() => {
+            checkin(origin, conn)
+        }
+        _ => {}
+    }
+    Ok(Some(body))
+}
+
+/// Opens a new connection by `until`: the unix socket (`socket=`), or TCP to each address of
+/// the host in turn within `connect_timeout=` each, then TLS for https, verifying the
+/// certificate and the host name with the configuration's trust roots, also within
+/// `connect_timeout=`.
+fn connect(origin: &Origin, until: Instant) -> Result<Box<Conn>, Error> {
+    let key = &origin.key;
+    // The trust roots first, and only for TLS (a plain `http://` line never reads a CA
+    // bundle): a bundle that cannot be used means no contact at all.
+    let connector = match (&key.unix_socket, origin.tls) {
+        (Some(_), true) => {
             return Err(Error::Request(
                 "https:// cannot go over a unix socket (socket=)".into(),
             ))
         }
-        Some(path) => {
-            let unix = within(key.connect_timeout, UnixStream::connect(path)).await?;
-            Socket::new(unix.into_std().map_err(io_error)?.into())
-        }
-        None => {
-            // The trust roots first, and only for TLS (a plain `http://` line never reads a CA
-            // bundle): a bundle that cannot be used means no contact at all.
-            let connector = if origin.tls {
-                let native = super::tls_connector(&key.cafile).map_err(Error::Misconfigured)?;
-                Some(tokio_native_tls::TlsConnector::from(native))
-            } else {
-                None
-            };
-            let tcp = tcp(key.connect_timeout, &origin.host, origin.port).await?;
-            // Off the reactor from here on: `Socket`.
-            let socket = Socket::new(tcp.into_std().map_err(io_error)?.into());
-            if let Some(connector) = connector {
-                let (fd, waits) = (socket.fd.as_raw_fd(), socket.waits.clone());
-                let mut handshake = pin!(connector.connect(&origin.host, socket));
-                let tls = within(
-                    key.connect_timeout,
-                    pump((fd, &waits), |cx| handshake.as_mut().poll(cx)),
-                )
-                .await
-                .map_err(|e| match e {
-                    Within::TimedOut => Error::ConnectTimeout,
-                    Within::Failed(e) => Error::Connect(chain(&e)),
-                })?;
-                let waits = tls.get_ref().get_ref().get_ref().waits.clone();
-                return handshake_http(Stream::Tls(Box::new(tls)), fd, waits).await;
+        (None, true) => Some(super::tls_connector(&key.cafile).map_err(Error::Misconfigured)?),
+        _ => None,
+    };
+    let left = until
+        .checked_duration_since(Instant::now())
+        .ok_or(Error::TimedOut)?;
+    // Name resolution and connect on the runtime, which bounds both; the socket leaves it
+    // connected.
+    let opened = runtime::run_without_sigpipe_guard(left, async {
+        let fd: OwnedFd = match &key.unix_socket {
+            Some(path) => within(key.connect_timeout, UnixStream::connect(path))
+                .await?
+                .into_std()
+                .map_err(io_error)?
+                .into(),
+            None => tcp(key.connect_timeout, &origin.host, origin.port)
+                .await?
+                .into_std()
+                .map_err(io_error)?
+                .into(),
+        };
+        Ok::<OwnedFd, Error>(fd)
+    });
+    let fd = match opened {
+        Ok(fd) => fd?,
+        Err(Stopped::TimedOut) => return Err(Error::TimedOut),
+        Err(Stopped::NoRuntime(why)) => return Err(Error::Connect(why)),
+    };
+    let stream = match connector {
+        None => Stream::Plain(Socket::new(fd, until)),
+        Some(connector) => {
+            let handshake_until = until.min(Instant::now() + key.connect_timeout);
+            let socket = Socket::new(fd, handshake_until);
+            match connector.connect(&origin.host, socket) {
+                Ok(tls) => {
+                    tls.get_ref().until.set(until);
+                    Stream::Tls(Box::new(tls))
+                }
+                Err(_) if Instant::now() >= handshake_until => {
+                    return Err(if handshake_until < until {
+                        Error::ConnectTimeout
+                    } else {
+                        Error::TimedOut
+                    })
+                }
+                Err(native_tls::HandshakeError::Failure(e)) => {
+                    return Err(Error::Connect(chain(&e)))
+                }
+                Err(native_tls::HandshakeError::WouldBlock(_)) => {
+                    return Err(Error::Connect("the TLS handshake did not finish".into()))
+                }
             }
-            socket
         }
     };
-    let (fd, waits) = (socket.fd.as_raw_fd(), socket.waits.clone());
-    handshake_http(Stream::Plain(socket), fd, waits).await
-}
-
-/// hyper's connection over `stream`, whose socket is `fd`.
-async fn handshake_http(stream: Stream, fd: RawFd, waits: Rc<Waits>) -> Result<Box<Conn>, Error> {
-    let (sender, connection) = hyper::client::conn::http1::Builder::new()
-        // An answer's head must fit in this, and no read takes more: the body caps the
-        // backends set are then what a server can make the module hold.
-        .max_buf_size(64 * 1024)
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| Error::Protocol(chain(&e)))?;
     Ok(Box::new(Conn {
-        sender,
-        connection,
-        ended: false,
-        fd,
-        waits,
+        stream,
+        input: Input::default(),
         pid: crate::fork::pid(),
-        generation: runtime::generation(),
         idle_since: Instant::now(),
     }))
 }
 
-enum Within<E> {
-    TimedOut,
-    Failed(E),
-}
-
-/// `fut` within `limit`; an I/O error that says the server is down is told apart.
-async fn within<T, E, F>(limit: Duration, fut: F) -> Result<T, Within<E>>
+/// `fut` within `limit`, or [`Error::ConnectTimeout`]; an I/O error that says the server is
+/// down is told apart.
+async fn within<T, F>(limit: Duration, fut: F) -> Result<T, Error>
 where
-    F: Future<Output = Result<T, E>>,
+    F: Future<Output = std::io::Result<T>>,
 {
-    match runtime::until(Instant::now() + limit, fut).await {
-        Some(Ok(value)) => Ok(value),
-        Some(Err(e)) => Err(Within::Failed(e)),
-        None => Err(Within::TimedOut),
-    }
-}
-
-impl From<Within<std::io::Error>> for Error {
-    fn from(w: Within<std::io::Error>) -> Error {
-        match w {
-            Within::TimedOut => Error::ConnectTimeout,
-            Within::Failed(e) => io_error(e),
-        }
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(io_error(e)),
+        Err(_) => Err(Error::ConnectTimeout),
     }
 }
 
@@ -1009,8 +1038,190 @@ async fn tcp(limit: Duration, host: &str, port: u16) -> Result<TcpStream, Error>
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
             }
-            Err(e) => last = e.into(),
+            Err(e) => last = e,
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A server that answers every request on every connection with what `answer` writes,
+    /// counting connections.
+    fn serve(answer: fn(&mut std::net::TcpStream)) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    loop {
+                        let mut line = String::new();
+                        // The request head, up to its empty line (GET: no body).
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        answer(&mut conn);
+                    }
+                });
+            }
+        });
+        (url, connections)
+    }
+
+    fn get(url: &str, limit: Duration) -> Result<Response, Error> {
+        let client = Client::new(ClientKey {
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            cafile: None,
+            unix_socket: None,
+        });
+        execute(client.get(url), Some(1024), Instant::now() + limit)
+    }
+
+    fn body(response: Result<Response, Error>) -> Result<Vec<u8>, String> {
+        let mut response = response.map_err(|e| format!("{e:?}"))?;
+        match response.take_read(1024) {
+            Some(Ok(Some(body))) => Ok(body),
+            other => Err(format!(
+                "{:?}",
+                other.map(|r| r.map(|b| b.map(|b| b.len())))
+            )),
+        }
+    }
+
+    #[test]
+    fn a_chunked_body_is_decoded_and_the_connection_kept() {
+        let (url, connections) = serve(|c| {
+            let _ = c.write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n3;x=y\r\n!!!\r\n0\r\n\r\n",
+            );
+        });
+        for _ in 0..3 {
+            assert_eq!(body(get(&url, Duration::from_secs(2))).unwrap(), b"ok!!!");
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_answer_with_two_framings_is_refused() {
+        let (url, _) = serve(|c| {
+            let _ = c.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            );
+        });
+        let err = get(&url, Duration::from_secs(2)).err().unwrap();
+        assert!(
+            matches!(err, Error::Protocol(ref why) if why.contains("both")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn interim_answers_are_passed_over() {
+        let (url, _) = serve(|c| {
+            let _ = c.write_all(
+                b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            );
+        });
+        let response = get(&url, Duration::from_secs(2));
+        assert_eq!(response.as_ref().unwrap().status(), StatusCode::OK);
+        assert_eq!(body(response).unwrap(), b"ok");
+    }
+
+    #[test]
+    fn endless_interim_answers_end_at_the_deadline() {
+        let (url, _) = serve(|c| while c.write_all(b"HTTP/1.1 102 Processing\r\n\r\n").is_ok() {});
+        let started = Instant::now();
+        let err = get(&url, Duration::from_millis(300)).err().unwrap();
+        assert!(matches!(err, Error::TimedOut), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn an_endless_body_ends_at_the_deadline_or_the_cap() {
+        let (url, _) = serve(|c| {
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+            while c.write_all(b"1\r\nx\r\n").is_ok() {}
+        });
+        let started = Instant::now();
+        assert!(body(get(&url, Duration::from_millis(300))).is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_chunk_size_line_without_end_is_refused() {
+        let (url, _) = serve(|c| {
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1");
+            let spaces = vec![b' '; 4096];
+            while c.write_all(&spaces).is_ok() {}
+        });
+        let started = Instant::now();
+        let err = body(get(&url, Duration::from_secs(3))).unwrap_err();
+        assert!(err.contains("longer than"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn bytes_after_the_answer_unfit_the_connection() {
+        let (url, connections) = serve(|c| {
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n");
+        });
+        assert_eq!(body(get(&url, Duration::from_secs(2))).unwrap(), b"ok");
+        assert_eq!(body(get(&url, Duration::from_secs(2))).unwrap(), b"ok");
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_connection_the_server_closes_is_not_asked_again() {
+        let (url, connections) = serve(|c| {
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        });
+        for _ in 0..3 {
+            assert_eq!(body(get(&url, Duration::from_secs(2))).unwrap(), b"ok");
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_head_larger_than_the_cap_is_refused() {
+        let (url, _) = serve(|c| {
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\n");
+            let header = format!("X-Filler: {}\r\n", "y".repeat(1000));
+            for _ in 0..100 {
+                let _ = c.write_all(header.as_bytes());
+            }
+        });
+        let err = get(&url, Duration::from_secs(2)).err().unwrap();
+        assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+    }
 }
