@@ -51,9 +51,9 @@ impl ClientKey {
     }
 }
 
-// Where the I/O happens, and what is kept (docs/perf.md): requests run on the calling
-// thread, on its current-thread runtime (`crate::runtime`), with no thread hop; kept-alive
-// connections wait in the calling thread's pool (`client`). What is expensive to build, the
+// Where the I/O happens, and what is kept (docs/perf.md): requests run synchronously on the
+// calling thread, with no thread hop (only opening a connection uses its runtime,
+// `crate::runtime`); kept-alive connections wait in the calling thread's pool (`client`). What is expensive to build, the
 // TLS context with the trust roots (about a megabyte and a noticeable fraction of a second
 // for the system's roots), is built once per process and shared by the threads.
 
@@ -308,9 +308,9 @@ fn describe(err: &client::Error, deadline: &Deadline) -> String {
     }
 }
 
-/// Sends one request with what is left of the attempt's deadline, on this thread's runtime
-/// (`runtime::run` bounds everything from name resolution to the answer's head). A spent
-/// deadline sends nothing.
+/// Sends one request with what is left of the attempt's deadline, on this thread (the deadline
+/// bounds everything from name resolution to the answer's head). A spent deadline sends
+/// nothing.
 pub fn send(request: RequestBuilder, deadline: &Deadline) -> Result<Response, Attempt> {
     exchange(request, None, deadline)
 }

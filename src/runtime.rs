@@ -17,9 +17,11 @@
 //! fresh one is built. [`generation`] changes whenever that happens, so state tied to a
 //! runtime (pooled connections) can tell that it belongs to a runtime no longer usable.
 //!
-//! Who uses it: the SQL drivers and the HTTP layer (`crate::http`). Both keep connections per
-//! thread, tagged with the generation that made them: a connection's socket is registered with
-//! the runtime that opened it and only makes progress while that runtime runs.
+//! Who uses it: the SQL drivers, which keep connections per thread, tagged with the generation
+//! that made them: a connection's socket is registered with the runtime that opened it and only
+//! makes progress while that runtime runs. The HTTP layer (`crate::http::client`) uses it only
+//! to open a connection (name lookup, connect); the connected socket leaves the runtime and is
+//! read and written synchronously.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;

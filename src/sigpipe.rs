@@ -6,8 +6,10 @@
 //! sends on TCP sockets with MSG_NOSIGNAL, but not on unix sockets (kopano's `socket=`, a
 //! database's socket) nor in every vectored write, and libraries below us may write however
 //! they like. So the module makes SIGPIPE harmless in two places: every hook holds a [`Hook`]
-//! guard (`src/lib.rs`), and all of the module's network I/O (HTTP and SQL alike) runs inside
-//! `crate::runtime::run`, which calls [`before_io`] first.
+//! guard (`src/lib.rs`), and the SQL drivers' network I/O runs inside `crate::runtime::run`,
+//! which calls [`before_io`] first. HTTP needs no guard for its own writes: every one is sent
+//! with MSG_NOSIGNAL (`crate::http::client`), so an HTTP check leaves the signal mask alone;
+//! it calls [`before_io`] only before a name lookup, which may start a pool thread.
 //!
 //! - The hook only arms the guard: a thread-local state, no system call. A hook that does no
 //!   network I/O (a cache hit, setcred, a refused configuration) leaves the host's signal mask
@@ -17,9 +19,10 @@
 //!   delivered (the write fails with EPIPE, which the module handles like any connection
 //!   failure).
 //! - Threads the module starts inherit the creating thread's signal mask (pthread_create), and
-//!   the module starts them only from inside `runtime::run`, after the block: the name-lookup
-//!   threads of a runtime's blocking pool (HTTP and SQL I/O itself runs on the calling thread)
-//!   block SIGPIPE for their whole life. A SIGPIPE raised there stays pending on that thread
+//!   the module starts them only after the block (inside `runtime::run`, or after an HTTP
+//!   name lookup's own call of [`before_io`]): the name-lookup threads of a runtime's blocking
+//!   pool (HTTP and SQL I/O itself runs on the calling thread) block SIGPIPE for their whole
+//!   life. A SIGPIPE raised there stays pending on that thread
 //!   and is never delivered.
 //! - When the hook returns, if it blocked SIGPIPE, a SIGPIPE left pending on the calling
 //!   thread is taken back with `sigtimedwait` and a zero timeout, and SIGPIPE is unblocked

@@ -35,6 +35,7 @@ use ureq_proto::client::state::{RecvBody, RecvResponse};
 use ureq_proto::client::{Call, RecvBodyResult, RecvResponseResult, SendRequestResult};
 use ureq_proto::BodyMode;
 use url::Url;
+use zeroize::Zeroizing;
 
 pub use ::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 
@@ -346,8 +347,20 @@ impl Socket {
     }
 }
 
+impl Socket {
+    /// `TimedOut` once the deadline has passed, even if the socket has more: a server that
+    /// keeps sending (records TLS reads past, interim answers) is cut off too.
+    fn in_time(&self) -> std::io::Result<()> {
+        if Instant::now() >= self.until.get() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        Ok(())
+    }
+}
+
 impl std::io::Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.in_time()?;
         loop {
             // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
             let n = unsafe {
@@ -369,6 +382,7 @@ impl std::io::Read for Socket {
 
 impl std::io::Write for Socket {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.in_time()?;
         loop {
             // SAFETY: send reads at most `buf.len()` bytes from `buf`.
             let n = unsafe {
@@ -414,10 +428,10 @@ impl Stream {
         }
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
-            Stream::Plain(s) => s.write_all(buf),
-            Stream::Tls(s) => s.write_all(buf),
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 }
@@ -520,16 +534,33 @@ struct Conn {
     /// Which process opened it: never used or closed by another (fork()).
     pid: u32,
     idle_since: Instant,
+    /// How long it may wait idle: [`IDLE_FOR`], or less if the server said it closes idle
+    /// connections sooner (`Keep-Alive: timeout=`).
+    keep_for: Duration,
 }
 
 impl Conn {
-    /// Reads more from the socket into `input`: the count, 0 at the end of the stream. Past
-    /// the exchange's deadline, `TimedOut` even if the server keeps sending: a server that
-    /// streams without end (interim answers, an endless body) is cut off at the deadline too.
-    fn fill(&mut self) -> std::io::Result<usize> {
-        if Instant::now() >= self.stream.socket().until.get() {
-            return Err(std::io::ErrorKind::TimedOut.into());
+    /// Writes the whole request. On failure, also whether not one byte of it was handed to
+    /// the kernel (only then may it go out again on another connection).
+    fn send(&mut self, bytes: &[u8]) -> Result<(), (bool, std::io::Error)> {
+        let mut sent = 0;
+        while sent < bytes.len() {
+            match self.stream.write(&bytes[sent..]) {
+                Ok(0) => return Err((sent == 0, std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err((sent == 0, e)),
+            }
         }
+        Ok(())
+    }
+
+    /// Reads more from the socket into `input`: the count, 0 at the end of the stream. Past
+    /// the exchange's deadline, `TimedOut` even if the server keeps sending (`Socket::in_time`):
+    /// a server that streams without end (interim answers, an endless body) is cut off at the
+    /// deadline too.
+    fn fill(&mut self) -> std::io::Result<usize> {
+        self.stream.socket().in_time()?;
         let room = self.input.room();
         let read = self.stream.read(room)?;
         self.input.end += read;
@@ -539,7 +570,7 @@ impl Conn {
     /// Whether it can take another request: the server has neither closed it nor sent
     /// anything unasked (both show as something to read while idle).
     fn reusable(&self) -> bool {
-        if self.idle_since.elapsed() >= IDLE_FOR {
+        if self.idle_since.elapsed() >= self.keep_for {
             return false;
         }
         let mut byte = 0u8;
@@ -606,7 +637,11 @@ fn checkout(origin: &Origin) -> Option<Box<Conn>> {
 
 /// Puts a connection whose exchange ended cleanly back for the next check on this thread.
 fn checkin(origin: Origin, mut conn: Box<Conn>) {
-    if !conn.input.is_empty() {
+    let unread_in_tls = match &conn.stream {
+        Stream::Plain(_) => false,
+        Stream::Tls(tls) => tls.buffered_read_size().map_or(true, |n| n > 0),
+    };
+    if !conn.input.is_empty() || unread_in_tls {
         // The server sent more than the answer: nothing unasked is ever read as an answer.
         return;
     }
@@ -644,8 +679,9 @@ impl Prepared {
             .map_err(|e| Error::Request(e.to_string()))
     }
 
-    /// The request's bytes, head and body, to be written in one go.
-    fn encode(&self) -> Result<(Vec<u8>, Call<RecvResponse>), Error> {
+    /// The request's bytes, head and body, to be written in one go (wiped when dropped: they
+    /// hold the password).
+    fn encode(&self) -> Result<(Zeroizing<Vec<u8>>, Call<RecvResponse>), Error> {
         let invalid =
             |e: ureq_proto::Error| Error::Request(format!("cannot write the request: {e}"));
         let mut call = self.call()?;
@@ -662,7 +698,7 @@ impl Prepared {
                 .iter()
                 .map(|(name, value)| name.as_str().len() + value.len() + 4)
                 .sum::<usize>();
-        let mut out = vec![0; room + self.body.len()];
+        let mut out = Zeroizing::new(vec![0; room + self.body.len()]);
         let mut used = call.write(&mut out).map_err(invalid)?;
         if !call.can_proceed() {
             return Err(Error::Request("the request head does not fit".into()));
@@ -678,7 +714,7 @@ impl Prepared {
                     if body.is_empty() && call.can_proceed() {
                         break;
                     }
-                    if taken == 0 && wrote == 0 && !body.is_empty() {
+                    if taken == 0 && wrote == 0 {
                         return Err(Error::Request("the request body does not fit".into()));
                     }
                 }
@@ -707,22 +743,21 @@ pub fn execute(
     // may have reached the server is never sent twice: that could count a wrong password twice.
     if let Some(mut conn) = checkout(&origin) {
         conn.stream.socket().until.set(until);
-        match conn.stream.write_all(&bytes) {
+        match conn.send(&bytes) {
             Ok(()) => return receive(origin, conn, call, read, until),
-            Err(e) if unsent(&e) => (bytes, call) = prepared.encode()?,
-            Err(e) => return Err(conn.failed(e, until)),
+            Err((true, e)) if closed(&e) => (bytes, call) = prepared.encode()?,
+            Err((_, e)) => return Err(conn.failed(e, until)),
         }
     }
     let mut conn = connect(&origin, until)?;
-    if let Err(e) = conn.stream.write_all(&bytes) {
+    if let Err((_, e)) = conn.send(&bytes) {
         return Err(conn.failed(e, until));
     }
     receive(origin, conn, call, read, until)
 }
 
-/// Whether a failed write left the whole request unsent: the connection was found closed when
-/// the first bytes were handed to the kernel.
-fn unsent(e: &std::io::Error) -> bool {
+/// Whether a write failed because the connection was found closed.
+fn closed(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EPIPE) | Some(libc::ECONNRESET) | Some(libc::ENOTCONN)
@@ -759,6 +794,9 @@ fn prepare(request: RequestBuilder) -> Result<(Origin, Prepared), Error> {
     fields.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
     fields.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
     fields.extend(headers);
+    // The framing is the client's alone: it sends exactly the body it has.
+    fields.remove(header::TRANSFER_ENCODING);
+    fields.remove(header::CONTENT_LENGTH);
     if !body.is_empty() || method_is_post {
         fields.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
@@ -805,14 +843,31 @@ fn receive(
         }
     };
     let (parts, ()) = head.into_parts();
-    if parts.headers.contains_key(header::TRANSFER_ENCODING)
-        && parts.headers.contains_key(header::CONTENT_LENGTH)
-    {
-        // Two framings, and which one the server meant is a guess (RFC 9112, 6.1: "ought to
-        // be handled as an error").
-        return Err(Error::Protocol(
-            "the answer has both Transfer-Encoding and Content-Length".into(),
-        ));
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        if parts.headers.contains_key(header::CONTENT_LENGTH) {
+            // Two framings, and which one the server meant is a guess (RFC 9112, 6.1: "ought
+            // to be handled as an error").
+            return Err(Error::Protocol(
+                "the answer has both Transfer-Encoding and Content-Length".into(),
+            ));
+        }
+        // Anything but plain chunks would reach a backend still encoded (or, from an HTTP/1.0
+        // server, with the chunk framing in it).
+        let mut codings = parts.headers.get_all(header::TRANSFER_ENCODING).iter();
+        let chunked = codings
+            .next()
+            .is_some_and(|te| te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked"))
+            && codings.next().is_none()
+            && parts.version == ::http::Version::HTTP_11;
+        if !chunked {
+            return Err(Error::Protocol(
+                "the answer's Transfer-Encoding is not just chunked".into(),
+            ));
+        }
+    }
+    if let Some(secs) = keep_alive_timeout(&parts.headers) {
+        // Reused only with a second to spare before the server's own close.
+        conn.keep_for = IDLE_FOR.min(Duration::from_secs(secs.saturating_sub(1)));
     }
     let answer = |content_length, body| Response {
         status: parts.status,
@@ -849,6 +904,17 @@ fn receive(
         None => Body::Coming(Box::new(Coming { call, conn, origin })),
     };
     Ok(answer(content_length, body))
+}
+
+/// The `timeout=` of a `Keep-Alive` header (Apache: `Keep-Alive: timeout=5, max=100`).
+fn keep_alive_timeout(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get("keep-alive")?.to_str().ok()?;
+    value.split(',').find_map(|part| {
+        let (name, secs) = part.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("timeout")
+            .then(|| secs.trim().parse().ok())?
+    })
 }
 
 /// Reads a body to its end, at most `cap` bytes (`None` if there is more), until `until`; the
@@ -988,6 +1054,7 @@ fn connect(origin: &Origin, until: Instant) -> Result<Box<Conn>, Error> {
         input: Input::default(),
         pid: crate::fork::pid(),
         idle_since: Instant::now(),
+        keep_for: IDLE_FOR,
     }))
 }
 
@@ -1133,6 +1200,58 @@ mod tests {
     }
 
     #[test]
+    fn a_transfer_encoding_other_than_chunked_is_refused() {
+        let (url, _) = serve(|c| {
+            let _ = c.write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            );
+        });
+        let err = get(&url, Duration::from_secs(2)).err().unwrap();
+        assert!(
+            matches!(err, Error::Protocol(ref why) if why.contains("chunked")),
+            "{err:?}"
+        );
+        let (url, _) = serve(|c| {
+            let _ = c.write_all(
+                b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            );
+        });
+        let err = get(&url, Duration::from_secs(2)).err().unwrap();
+        assert!(
+            matches!(err, Error::Protocol(ref why) if why.contains("chunked")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_server_that_closes_idle_connections_soon_gets_a_new_one() {
+        let (url, connections) = serve(|c| {
+            let _ = c.write_all(
+                b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1, max=100\r\nContent-Length: 2\r\n\r\nok",
+            );
+        });
+        assert_eq!(body(get(&url, Duration::from_secs(2))).unwrap(), b"ok");
+        assert_eq!(body(get(&url, Duration::from_secs(2))).unwrap(), b"ok");
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_framing_header_set_by_a_caller_is_not_sent() {
+        let (url, _) = serve(|c| {
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        });
+        let client = Client::new(ClientKey {
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            cafile: None,
+            unix_socket: None,
+        });
+        let request = client.get(url.as_str()).header("content-length", "5");
+        let response = execute(request, Some(1024), Instant::now() + Duration::from_secs(2));
+        assert_eq!(body(response).unwrap(), b"ok");
+    }
+
+    #[test]
     fn interim_answers_are_passed_over() {
         let (url, _) = serve(|c| {
             let _ = c.write_all(
@@ -1208,8 +1327,37 @@ mod tests {
         });
         for _ in 0..3 {
             assert_eq!(body(get(&url, Duration::from_secs(2))).unwrap(), b"ok");
+            // Time for the close to arrive (one that comes between the peek and the write
+            // fails that check: a request that may have been seen is not sent twice).
+            std::thread::sleep(Duration::from_millis(50));
         }
         assert_eq!(connections.load(Ordering::SeqCst), 3);
+    }
+
+    fn sigpipe_blocked_here() -> bool {
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut set) };
+        unsafe { libc::sigismember(&set, libc::SIGPIPE) == 1 }
+    }
+
+    /// Writes never raise SIGPIPE (MSG_NOSIGNAL), so a check by address leaves the host's
+    /// mask alone; a name lookup may start a pool thread, which inherits the mask, so a check
+    /// by name blocks SIGPIPE first (until the hook returns).
+    #[test]
+    fn only_a_name_lookup_blocks_sigpipe() {
+        let (url, _) = serve(|c| {
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        });
+        let by_name = url.replace("127.0.0.1", "localhost");
+        std::thread::spawn(move || {
+            let _hook = crate::sigpipe::Hook::arm();
+            assert_eq!(body(get(&url, Duration::from_secs(2))).unwrap(), b"ok");
+            assert!(!sigpipe_blocked_here(), "by address");
+            assert_eq!(body(get(&by_name, Duration::from_secs(2))).unwrap(), b"ok");
+            assert!(sigpipe_blocked_here(), "by name");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
