@@ -664,41 +664,33 @@ fn checkin(origin: Origin, mut conn: Box<Conn>) {
 /// A request ready to be written: the request line and headers as `ureq-proto` takes them,
 /// and the body.
 struct Prepared {
-    head: ::http::request::Parts,
+    head: ::http::Request<()>,
     body: Bytes,
 }
 
 impl Prepared {
-    fn call(&self) -> Result<Call<ureq_proto::client::state::SendRequest>, Error> {
-        let mut request = ::http::Request::new(());
-        *request.method_mut() = self.head.method.clone();
-        *request.uri_mut() = self.head.uri.clone();
-        *request.headers_mut() = self.head.headers.clone();
-        Call::new(request)
-            .map(|call| call.proceed())
-            .map_err(|e| Error::Request(e.to_string()))
-    }
-
     /// The request's bytes, head and body, to be written in one go (wiped when dropped: they
-    /// hold the password).
-    fn encode(&self) -> Result<(Zeroizing<Vec<u8>>, Call<RecvResponse>), Error> {
+    /// hold the password), and the protocol state that reads the answer.
+    fn encode(self) -> Result<(Zeroizing<Vec<u8>>, Call<RecvResponse>), Error> {
         let invalid =
             |e: ureq_proto::Error| Error::Request(format!("cannot write the request: {e}"));
-        let mut call = self.call()?;
         // Room for the request line and every header line at once, and the body.
         let room = 256
             + self
                 .head
-                .uri
+                .uri()
                 .path_and_query()
                 .map_or(0, |p| p.as_str().len())
             + self
                 .head
-                .headers
+                .headers()
                 .iter()
                 .map(|(name, value)| name.as_str().len() + value.len() + 4)
                 .sum::<usize>();
         let mut out = Zeroizing::new(vec![0; room + self.body.len()]);
+        let mut call = Call::new(self.head)
+            .map_err(|e| Error::Request(e.to_string()))?
+            .proceed();
         let mut used = call.write(&mut out).map_err(invalid)?;
         if !call.can_proceed() {
             return Err(Error::Request("the request head does not fit".into()));
@@ -737,15 +729,16 @@ pub fn execute(
     until: Instant,
 ) -> Result<Response, Error> {
     let (origin, prepared) = prepare(request)?;
-    let (mut bytes, mut call) = prepared.encode()?;
+    let (bytes, call) = prepared.encode()?;
     // A kept connection first; if the server closed it before a byte of the request left
-    // (after the peek), the request goes out once more on a new connection. A request that
-    // may have reached the server is never sent twice: that could count a wrong password twice.
+    // (after the peek), the same request goes out once more on a new connection (the protocol
+    // state has seen nothing of the old one). A request that may have reached the server is
+    // never sent twice: that could count a wrong password twice.
     if let Some(mut conn) = checkout(&origin) {
         conn.stream.socket().until.set(until);
         match conn.send(&bytes) {
             Ok(()) => return receive(origin, conn, call, read, until),
-            Err((true, e)) if closed(&e) => (bytes, call) = prepared.encode()?,
+            Err((true, e)) if closed(&e) => {}
             Err((_, e)) => return Err(conn.failed(e, until)),
         }
     }
@@ -800,8 +793,13 @@ fn prepare(request: RequestBuilder) -> Result<(Origin, Prepared), Error> {
     if !body.is_empty() || method_is_post {
         fields.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
-    let (head, ()) = message.into_parts();
-    Ok((origin, Prepared { head, body }))
+    Ok((
+        origin,
+        Prepared {
+            head: message,
+            body,
+        },
+    ))
 }
 
 const USER_AGENT: &str = concat!("pam_mailauth/", env!("CARGO_PKG_VERSION"));
