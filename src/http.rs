@@ -14,7 +14,6 @@
 use crate::backend::Answer;
 use crate::offline;
 use crate::options::Options;
-
 use crate::verdict::Verdict;
 
 mod client;
@@ -53,9 +52,10 @@ impl ClientKey {
 
 // Where the I/O happens, and what is kept (docs/perf.md): requests run synchronously on the
 // calling thread, with no thread hop (only opening a connection uses its runtime,
-// `crate::runtime`); kept-alive connections wait in the calling thread's pool (`client`). What is expensive to build, the
-// TLS context with the trust roots (about a megabyte and a noticeable fraction of a second
-// for the system's roots), is built once per process and shared by the threads.
+// `crate::runtime`); kept-alive connections wait in the calling thread's pool (`client`).
+// What is expensive to build, the TLS context with the trust roots (about a megabyte and a
+// noticeable fraction of a second for the system's roots), is built once per process and
+// shared by the threads.
 
 /// The TLS context for one `cafile=` (or the system's roots), built once per process.
 struct Tls {
@@ -130,13 +130,6 @@ fn build_tls(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, Strin
         .map_err(|e| format!("cannot set up TLS for the HTTP client: {e}"))
 }
 
-/// A client for this configuration (cheap: the TLS context is the process's, fetched when a
-/// TLS connection is opened; connections are kept by the thread). Kept-alive connections are
-/// reused by the next check on this thread.
-pub fn client(key: &ClientKey) -> Client {
-    Client::new(key.clone())
-}
-
 /// One URL's outcome: a definite answer ends the search, anything else moves on.
 pub enum Attempt {
     Answer(Verdict),
@@ -181,10 +174,7 @@ impl Deadline {
     }
 
     fn note(&self, err: &client::Error) {
-        if matches!(
-            err,
-            client::Error::ConnectTimeout | client::Error::TimedOut | client::Error::Unreachable(_)
-        ) {
+        if matches!(err, client::Error::TimedOut | client::Error::Unreachable(_)) {
             self.offline.set(true);
         }
     }
@@ -248,25 +238,28 @@ pub fn failover(
     opts: &Options,
     mut attempt: impl FnMut(&Client, &Endpoint, &Deadline) -> Attempt,
 ) -> Answer {
-    let key = ClientKey::of(opts);
+    // Cheap: the TLS context is the process's, fetched when a TLS connection is opened, and
+    // the kept-alive connections are the thread's, reused by the next check on this thread.
+    let client = Client::new(ClientKey::of(opts));
+    let key = client.key();
     let mut failures = Vec::new();
     for endpoint in endpoints(opts) {
         let url = endpoint.text.as_str();
-        if let Some(skip) = offline::skip(&key, url, opts.offline_interval, opts.timeout) {
+        if let Some(skip) = offline::skip(key, url, opts.offline_interval, opts.timeout) {
             failures.push(format!("{}: {skip}", endpoint.host));
             continue;
         }
         // Everything the attempt sets up on first use (the runtime, the TLS context) counts
         // against its bound.
         let deadline = Deadline::start(opts.timeout);
-        let outcome = attempt(&client(&key), endpoint, &deadline);
+        let outcome = attempt(&client, endpoint, &deadline);
         // Only a URL that gave no answer is marked: a logout or a directory read that timed
         // out after a definite answer leaves the server in service.
         let down = match &outcome {
             Attempt::NextUrl(why) if deadline.found_offline() => Some(why.as_str()),
             _ => None,
         };
-        let marked = offline::record(&key, url, down, opts.offline_interval);
+        let marked = offline::record(key, url, down, opts.offline_interval);
         match outcome {
             Attempt::Answer(verdict) => {
                 if !failures.is_empty() {
@@ -300,7 +293,7 @@ pub fn failover(
 fn describe(err: &client::Error, deadline: &Deadline) -> String {
     use client::Error::*;
     match err {
-        ConnectTimeout | TimedOut => deadline.passed(),
+        TimedOut => deadline.passed(),
         Unreachable(cause) | Connect(cause) => format!("cannot connect: {cause}"),
         Protocol(cause) => format!("transport error: {cause}"),
         Request(why) => format!("cannot send the request: {why}"),

@@ -58,10 +58,8 @@ pub enum Error {
     Request(String),
     /// The configuration cannot work (the CA bundle cannot be read): the same for every URL.
     Misconfigured(String),
-    /// The connect timeout (`connect_timeout=`) passed.
-    ConnectTimeout,
-    /// The attempt's deadline passed while the answer (its head or its body) was still
-    /// coming, or before a connection could be opened.
+    /// A time limit passed: the attempt's deadline (while connecting or while the answer, its
+    /// head or its body, was still coming) or `connect_timeout=` (connect, TLS handshake).
     TimedOut,
     /// Nothing listens there, or there is no route: the server is down.
     Unreachable(String),
@@ -95,6 +93,11 @@ pub struct Client {
 impl Client {
     pub fn new(key: ClientKey) -> Client {
         Client { key: Arc::new(key) }
+    }
+
+    /// The configuration its connections are opened under.
+    pub fn key(&self) -> &ClientKey {
+        &self.key
     }
 
     pub fn get(&self, url: impl Target) -> RequestBuilder {
@@ -873,35 +876,33 @@ fn receive(
         content_length,
         body,
     };
-    let call = match call.proceed() {
-        Some(RecvResponseResult::RecvBody(call)) => call,
-        Some(RecvResponseResult::Cleanup(done)) => {
-            if !done.must_close_connection() {
-                checkin(origin, conn);
-            }
-            return Ok(answer(Some(0), Body::Read(Some(Ok(Some(Vec::new()))))));
+    let keep = match call.proceed() {
+        Some(RecvResponseResult::RecvBody(call)) => {
+            let content_length = match call.body_mode() {
+                BodyMode::LengthDelimited(len) => Some(len),
+                BodyMode::NoBody => Some(0),
+                BodyMode::Chunked | BodyMode::CloseDelimited => None,
+            };
+            let body = match read {
+                // Not read at all: `read_capped` names the announced length.
+                Some(cap) if content_length.is_some_and(|len| len > cap) => {
+                    Body::Read(Some(Ok(None)))
+                }
+                Some(cap) => Body::Read(Some(read_body(call, conn, origin, cap, until))),
+                None => Body::Coming(Box::new(Coming { call, conn, origin })),
+            };
+            return Ok(answer(content_length, body));
         }
-        Some(RecvResponseResult::Redirect(done)) => {
-            // Never followed: the answer is the redirect itself.
-            if !done.must_close_connection() {
-                checkin(origin, conn);
-            }
-            return Ok(answer(Some(0), Body::Read(Some(Ok(Some(Vec::new()))))));
-        }
+        Some(RecvResponseResult::Cleanup(done)) => !done.must_close_connection(),
+        // Never followed: the answer is the redirect itself.
+        Some(RecvResponseResult::Redirect(done)) => !done.must_close_connection(),
         None => return Err(Error::Protocol("the answer's head was not complete".into())),
     };
-    let content_length = match call.body_mode() {
-        BodyMode::LengthDelimited(len) => Some(len),
-        BodyMode::NoBody => Some(0),
-        BodyMode::Chunked | BodyMode::CloseDelimited => None,
-    };
-    let body = match read {
-        // Not read at all: `read_capped` names the announced length.
-        Some(cap) if content_length.is_some_and(|len| len > cap) => Body::Read(Some(Ok(None))),
-        Some(cap) => Body::Read(Some(read_body(call, conn, origin, cap, until))),
-        None => Body::Coming(Box::new(Coming { call, conn, origin })),
-    };
-    Ok(answer(content_length, body))
+    // No body (HEAD, 204, 304, an empty one): the exchange has ended.
+    if keep {
+        checkin(origin, conn);
+    }
+    Ok(answer(Some(0), Body::Read(Some(Ok(Some(Vec::new()))))))
 }
 
 /// The `timeout=` of a `Keep-Alive` header (Apache: `Keep-Alive: timeout=5, max=100`).
@@ -967,14 +968,13 @@ fn read_body(
             Err(e) => return Err(conn.failed(e, until)),
         }
     }
-    match call.proceed() {
-        Some(RecvBodyResult::Cleanup(done)) if !done.must_close_connection() => {
-            checkin(origin, conn)
-        }
-        Some(RecvBodyResult::Redirect(done)) if !done.must_close_connection() => {
-            checkin(origin, conn)
-        }
-        _ => {}
+    let keep = match call.proceed() {
+        Some(RecvBodyResult::Cleanup(done)) => !done.must_close_connection(),
+        Some(RecvBodyResult::Redirect(done)) => !done.must_close_connection(),
+        None => false,
+    };
+    if keep {
+        checkin(origin, conn);
     }
     Ok(Some(body))
 }
@@ -1031,13 +1031,7 @@ fn connect(origin: &Origin, until: Instant) -> Result<Box<Conn>, Error> {
                     tls.get_ref().until.set(until);
                     Stream::Tls(Box::new(tls))
                 }
-                Err(_) if Instant::now() >= handshake_until => {
-                    return Err(if handshake_until < until {
-                        Error::ConnectTimeout
-                    } else {
-                        Error::TimedOut
-                    })
-                }
+                Err(_) if Instant::now() >= handshake_until => return Err(Error::TimedOut),
                 Err(native_tls::HandshakeError::Failure(e)) => {
                     return Err(Error::Connect(chain(&e)))
                 }
@@ -1056,7 +1050,7 @@ fn connect(origin: &Origin, until: Instant) -> Result<Box<Conn>, Error> {
     }))
 }
 
-/// `fut` within `limit`, or [`Error::ConnectTimeout`]; an I/O error that says the server is
+/// `fut` within `limit`, or [`Error::TimedOut`]; an I/O error that says the server is
 /// down is told apart.
 async fn within<T, F>(limit: Duration, fut: F) -> Result<T, Error>
 where
@@ -1065,7 +1059,7 @@ where
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(io_error(e)),
-        Err(_) => Err(Error::ConnectTimeout),
+        Err(_) => Err(Error::TimedOut),
     }
 }
 

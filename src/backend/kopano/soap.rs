@@ -188,7 +188,7 @@ pub fn logon(opts: &Options, user: &str, password: &Secret) -> Answer {
         Some(path) => {
             // The pooled client for this configuration reaches the socket (http::ClientKey).
             let deadline = Deadline::start(opts.timeout);
-            let client = http::client(&ClientKey::of(opts));
+            let client = http::Client::new(ClientKey::of(opts));
             let verdict = match exchange(&client, SOCKET_URL, &envelope, &deadline) {
                 Attempt::Answer(v) => v,
                 Attempt::NextUrl(why) => Verdict::Unavailable(why),
