@@ -11,6 +11,7 @@
 //! (mailauth-check, destructors at thread exit) every call asks the kernel.
 
 use std::cell::Cell;
+use std::mem::ManuallyDrop;
 
 thread_local! {
     /// `None` outside a hook; in one, the pid once asked (0: not yet).
@@ -50,9 +51,95 @@ pub fn pid() -> u32 {
         .unwrap_or_else(|_| std::process::id())
 }
 
+/// State made by this process and kept between logins (a kept connection, a TLS context):
+/// dropped as usual in the process that made it, never touched in another. After fork() a
+/// child's copy is its parent's session (a socket, a TLS state, an epoll registration, a lock
+/// a parent's thread may hold): closing or waiting on it would harm the parent or hang, so
+/// there it is leaked.
+pub struct Owned<T> {
+    pid: u32,
+    value: ManuallyDrop<T>,
+}
+
+impl<T> Owned<T> {
+    pub fn new(value: T) -> Owned<T> {
+        Owned {
+            pid: pid(),
+            value: ManuallyDrop::new(value),
+        }
+    }
+
+    /// Whether this process made it.
+    pub fn ours(&self) -> bool {
+        self.pid == pid()
+    }
+
+    /// The value, if this process made it; another process's is leaked.
+    pub fn take(self) -> Option<T> {
+        let mut this = ManuallyDrop::new(self);
+        if this.ours() {
+            // SAFETY: taken once; `this` is never dropped, so neither is the value again.
+            Some(unsafe { ManuallyDrop::take(&mut this.value) })
+        } else {
+            None
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Owned<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        // The kernel's answer: a destructor may run outside any hook (at thread exit).
+        if self.pid == std::process::id() {
+            // SAFETY: dropped once, here, and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.value) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_child_never_drops_or_takes_what_its_parent_made() {
+        static DROPPED: AtomicUsize = AtomicUsize::new(0);
+        struct Counted;
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                DROPPED.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let hook = InHook::enter();
+        let (kept, taken) = (Owned::new(Counted), Owned::new(Counted));
+        // SAFETY: the child only drops, loads an atomic and calls _exit.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0);
+        if child == 0 {
+            let _child_hook = InHook::enter();
+            let untaken = taken.take().is_none();
+            drop(kept);
+            let right = untaken && DROPPED.load(Ordering::SeqCst) == 0;
+            unsafe { libc::_exit(if right { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{status}"
+        );
+        assert!(taken.take().is_some());
+        drop(kept);
+        assert_eq!(DROPPED.load(Ordering::SeqCst), 2);
+        drop(hook);
+    }
 
     #[test]
     fn a_forked_child_knows_its_own_pid_once_it_enters_a_hook() {

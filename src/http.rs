@@ -12,6 +12,7 @@
 //! against the deadline.
 
 use crate::backend::Answer;
+use crate::fork::Owned;
 use crate::offline;
 use crate::options::Options;
 use crate::verdict::Verdict;
@@ -57,11 +58,10 @@ impl ClientKey {
 // noticeable fraction of a second for the system's roots), is built once per process and
 // shared by the threads.
 
-/// The TLS context for one `cafile=` (or the system's roots), built once per process.
-struct Tls {
-    pid: u32,
-    connector: Arc<Mutex<Option<native_tls::TlsConnector>>>,
-}
+/// The TLS context for one `cafile=` (or the system's roots), built once per process. One
+/// inherited across fork() may be locked by a parent's thread that does not exist in the
+/// child: never waited on or dropped there (`fork::Owned`).
+type Tls = Owned<Arc<Mutex<Option<native_tls::TlsConnector>>>>;
 
 static TLS: Lazy<Mutex<HashMap<Option<PathBuf>, Tls>>> = Lazy::new(|| Mutex::new(HashMap::new()));
 
@@ -70,21 +70,16 @@ static TLS: Lazy<Mutex<HashMap<Option<PathBuf>, Tls>>> = Lazy::new(|| Mutex::new
 /// which may sit on a stalled mount, and no login may wait on another thread for an unbounded
 /// time. A failure is not kept (a fixed `cafile=` works at the next login).
 fn tls_connector(cafile: &Option<PathBuf>) -> Result<native_tls::TlsConnector, String> {
-    let pid = crate::fork::pid();
     // A lock still held after fork() by a thread that no longer exists must not hang the
     // login: build an unshared context instead.
     let Some(slot) = crate::lock::lock_briefly(&TLS).map(|mut shared| {
-        let fresh = || Tls {
-            pid,
-            connector: Arc::new(Mutex::new(None)),
-        };
+        let fresh = || Owned::new(Arc::new(Mutex::new(None)));
         let entry = shared.entry(cafile.clone()).or_insert_with(fresh);
-        if entry.pid != pid {
-            // Inherited across fork(): possibly locked by a parent's thread that does not
-            // exist here. Never waited on, never dropped.
-            std::mem::forget(std::mem::replace(entry, fresh()));
+        if !entry.ours() {
+            // Inherited across fork(): replaced, and the old one leaked by its Drop.
+            *entry = fresh();
         }
-        entry.connector.clone()
+        Arc::clone(entry)
     }) else {
         return build_tls(cafile);
     };

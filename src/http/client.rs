@@ -20,13 +20,13 @@
 //! never written to a connection already dead.
 
 use super::ClientKey;
+use crate::fork::Owned;
 use crate::runtime::{self, Stopped};
 use bytes::Bytes;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::{Read as _, Write as _};
-use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -534,8 +534,6 @@ impl Input {
 struct Conn {
     stream: Stream,
     input: Input,
-    /// Which process opened it: never used or closed by another (fork()).
-    pid: u32,
     idle_since: Instant,
     /// How long it may wait idle: [`IDLE_FOR`], or less if the server said it closes idle
     /// connections sooner (`Keep-Alive: timeout=`).
@@ -599,24 +597,10 @@ impl Conn {
     }
 }
 
-/// A connection kept by this thread, never touched in a process it does not belong to.
-struct Kept(ManuallyDrop<Box<Conn>>);
-
-impl Drop for Kept {
-    fn drop(&mut self) {
-        // The kernel's answer: a destructor may run outside any hook (at thread exit).
-        if self.0.pid == std::process::id() {
-            // SAFETY: dropped once, here, and never used again.
-            unsafe { ManuallyDrop::drop(&mut self.0) };
-        }
-        // Otherwise inherited across fork(): the socket and its TLS session are the parent's.
-        // Never written to or shut down from here.
-    }
-}
-
 thread_local! {
     /// This thread's idle connections, by origin, most recently used last.
-    static IDLE: RefCell<HashMap<Origin, Vec<Kept>>> = RefCell::new(HashMap::new());
+    /// Never touched in a process that did not make them (`fork::Owned`).
+    static IDLE: RefCell<HashMap<Origin, Vec<Owned<Box<Conn>>>>> = RefCell::new(HashMap::new());
 }
 
 /// A reusable idle connection to `origin` made by this process, if there is one.
@@ -624,12 +608,9 @@ fn checkout(origin: &Origin) -> Option<Box<Conn>> {
     IDLE.try_with(|idle| {
         let mut idle = idle.try_borrow_mut().ok()?;
         let kept = idle.get_mut(origin)?;
-        while let Some(mut conn) = kept.pop() {
-            if conn.0.pid == crate::fork::pid() && conn.0.reusable() {
-                // SAFETY: taken out once; the emptied Kept is forgotten, not dropped.
-                let taken = unsafe { ManuallyDrop::take(&mut conn.0) };
-                std::mem::forget(conn);
-                return Some(taken);
+        while let Some(conn) = kept.pop() {
+            if let Some(conn) = conn.take().filter(|conn| conn.reusable()) {
+                return Some(conn);
             }
         }
         None
@@ -659,7 +640,7 @@ fn checkin(origin: Origin, mut conn: Box<Conn>) {
             if kept.len() >= IDLE_PER_ORIGIN {
                 kept.remove(0);
             }
-            kept.push(Kept(ManuallyDrop::new(conn)));
+            kept.push(Owned::new(conn));
         }
     });
 }
@@ -1044,7 +1025,6 @@ fn connect(origin: &Origin, until: Instant) -> Result<Box<Conn>, Error> {
     Ok(Box::new(Conn {
         stream,
         input: Input::default(),
-        pid: crate::fork::pid(),
         idle_since: Instant::now(),
         keep_for: IDLE_FOR,
     }))

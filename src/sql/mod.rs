@@ -25,6 +25,7 @@
 //! Queries are given for each engine ([`Query`]) with positional parameters ([`Param`]); rows
 //! come back as [`Row`]s of integers and byte strings, at most `max_rows` of them.
 
+use crate::fork::Owned;
 use crate::offhost;
 use crate::options::Options;
 use crate::runtime::{self, Stopped};
@@ -326,46 +327,24 @@ impl Conn {
     }
 }
 
-/// Idle connections of this thread, each with the runtime generation and the process that made
-/// it. One inherited across fork() is never closed here (its socket is the parent's session,
-/// its I/O registration the parent's epoll instance, which closing would deregister for the
-/// parent too): it is leaked, also when the thread exits in the child.
-#[derive(Default)]
-struct Idle(HashMap<Key, (u64, u32, Conn)>);
-
-impl Idle {
-    fn clear(&mut self) {
-        let pid = std::process::id();
-        for (_, (_, made_in, conn)) in self.0.drain() {
-            if made_in == pid {
-                drop(conn);
-            } else {
-                std::mem::forget(conn);
-            }
-        }
-    }
-}
-
-impl Drop for Idle {
-    fn drop(&mut self) {
-        self.clear();
-    }
-}
-
 thread_local! {
-    static IDLE: RefCell<Idle> = RefCell::new(Idle::default());
+    /// Idle connections of this thread, each with the runtime generation that made it. One
+    /// inherited across fork() is never closed here (its socket is the parent's session, its
+    /// I/O registration the parent's epoll instance, which closing would deregister for the
+    /// parent too): `fork::Owned` leaks it, also when the thread exits in the child.
+    static IDLE: RefCell<HashMap<Key, (u64, Owned<Conn>)>> = RefCell::new(HashMap::new());
 }
 
 fn take(key: &Key) -> Option<Conn> {
     let generation = runtime::generation();
-    let (made_by, made_in, conn) = IDLE
-        .try_with(|idle| idle.try_borrow_mut().ok()?.0.remove(key))
+    let (made_by, conn) = IDLE
+        .try_with(|idle| idle.try_borrow_mut().ok()?.remove(key))
         .ok()??;
-    if made_by == generation && generation != 0 && made_in == crate::fork::pid() {
+    let conn = conn.take()?;
+    if made_by == generation && generation != 0 {
         Some(conn)
     } else {
-        // Made by a runtime that is gone or belongs to the parent process: its socket is the
-        // parent's session and its I/O registration the parent's epoll. Leak it.
+        // Made by a runtime that is gone: its I/O registration is that runtime's. Leak it.
         std::mem::forget(conn);
         None
     }
@@ -375,11 +354,11 @@ fn give_back(key: Key, conn: Conn) {
     let generation = runtime::generation();
     let kept = IDLE.try_with(|idle| match idle.try_borrow_mut() {
         Ok(mut idle) => {
-            if idle.0.len() >= 16 {
+            if idle.len() >= 16 {
                 // Many DSNs in one thread: keep the pool small rather than clever.
                 idle.clear();
             }
-            idle.0.insert(key, (generation, crate::fork::pid(), conn));
+            idle.insert(key, (generation, Owned::new(conn)));
             None
         }
         Err(_) => Some(conn),
