@@ -19,7 +19,9 @@ use crate::secret::Secret;
 use crate::verdict::Verdict;
 use once_cell::sync::Lazy;
 use sha2::{Digest, Sha256};
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
@@ -27,11 +29,56 @@ use subtle::ConstantTimeEq;
 type Mac = [u8; 32];
 
 /// Who a cached check was for, within one configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Who {
     service: String,
     user: String,
 }
+
+/// A `Who`, owned or borrowed: the map is searched with borrowed names, so a lookup (every
+/// cache hit) builds no strings. Both forms hash and compare as the pair of names, as
+/// `Borrow` requires.
+trait Names {
+    fn names(&self) -> (&str, &str);
+}
+
+impl Names for Who {
+    fn names(&self) -> (&str, &str) {
+        (&self.service, &self.user)
+    }
+}
+
+impl Names for (&str, &str) {
+    fn names(&self) -> (&str, &str) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn Names + 'a> for Who {
+    fn borrow(&self) -> &(dyn Names + 'a) {
+        self
+    }
+}
+
+impl Hash for Who {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.names().hash(state)
+    }
+}
+
+impl Hash for dyn Names + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.names().hash(state)
+    }
+}
+
+impl PartialEq for dyn Names + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.names() == other.names()
+    }
+}
+
+impl Eq for dyn Names + '_ {}
 
 struct Entry {
     mac: Mac,
@@ -75,16 +122,12 @@ impl Cache {
         if max_age.is_zero() {
             return None;
         }
-        let who = Who {
-            service: service.to_string(),
-            user: user.to_string(),
-        };
-        let entry = self.entries.get(&who)?;
+        let entry = self.entries.get(&(service, user) as &dyn Names)?;
         let age = now.checked_duration_since(entry.verified)?;
         if age >= max_age {
             return None;
         }
-        bool::from(entry.mac.ct_eq(mac)).then_some(age)
+        same_mac(&entry.mac, mac).then_some(age)
     }
 
     /// Remembers a successful check; drops entries older than `keep`, then the oldest ones
@@ -112,10 +155,7 @@ impl Cache {
 
     /// Forgets a user (after a failed check: a changed password stops working at once).
     pub fn remove(&mut self, service: &str, user: &str) {
-        self.entries.remove(&Who {
-            service: service.to_string(),
-            user: user.to_string(),
-        });
+        self.entries.remove(&(service, user) as &dyn Names);
     }
 
     pub fn set_capacity(&mut self, capacity: usize) {
@@ -163,6 +203,21 @@ impl Cache {
     }
 }
 
+/// Whether two MACs are equal, in time that does not depend on where they differ (compared
+/// as four words: one constant-time step each, not one per byte).
+fn same_mac(a: &Mac, b: &Mac) -> bool {
+    let words = |mac: &Mac| -> [u64; 4] {
+        let mut words = [0u64; 4];
+        for (word, bytes) in words.iter_mut().zip(mac.chunks_exact(8)) {
+            let mut eight = [0u8; 8];
+            eight.copy_from_slice(bytes);
+            *word = u64::from_ne_bytes(eight);
+        }
+        words
+    };
+    words(a)[..].ct_eq(&words(b)[..]).into()
+}
+
 /// Where an authentication's answer came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -174,7 +229,7 @@ pub enum Source {
 }
 
 /// One random key per process: the MACs mean nothing outside it.
-static KEY: Lazy<Option<[u8; 32]>> = Lazy::new(random_key);
+static KEY: Lazy<Option<MacKey>> = Lazy::new(|| random_key().map(|key| MacKey::new(&key)));
 
 /// More distinct configurations than any host has module lines.
 const MAX_CONFIGURATIONS: usize = 64;
@@ -318,29 +373,45 @@ fn with_cache<R>(opts: &Options, config: &Mac, f: impl FnOnce(&mut Cache) -> R) 
     Some(f(cache))
 }
 
-/// HMAC-SHA-256 (RFC 2104) of length-prefixed parts.
-fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> Mac {
-    let mut ipad = [0x36u8; 64];
-    let mut opad = [0x5cu8; 64];
-    for (i, k) in key.iter().enumerate() {
-        ipad[i] ^= k;
-        opad[i] ^= k;
+/// An HMAC-SHA-256 key (RFC 2104), kept as the two hash states every MAC under it starts
+/// from: the key XOR ipad and the key XOR opad, each one block, hashed once per process
+/// instead of once per check.
+#[derive(Clone)]
+pub struct MacKey {
+    inner: Sha256,
+    outer: Sha256,
+}
+
+impl MacKey {
+    pub fn new(key: &[u8; 32]) -> MacKey {
+        let mut ipad = [0x36u8; 64];
+        let mut opad = [0x5cu8; 64];
+        for (i, k) in key.iter().enumerate() {
+            ipad[i] ^= k;
+            opad[i] ^= k;
+        }
+        let mut inner = Sha256::new();
+        inner.update(ipad);
+        let mut outer = Sha256::new();
+        outer.update(opad);
+        MacKey { inner, outer }
     }
-    let mut inner = Sha256::new();
-    inner.update(ipad);
+}
+
+/// HMAC-SHA-256 of length-prefixed parts.
+fn hmac(key: &MacKey, parts: &[&[u8]]) -> Mac {
+    let mut inner = key.inner.clone();
     for part in parts {
         inner.update((part.len() as u64).to_be_bytes());
         inner.update(part);
     }
-    let inner: Mac = inner.finalize().into();
-    let mut outer = Sha256::new();
-    outer.update(opad);
-    outer.update(inner);
+    let mut outer = key.outer.clone();
+    outer.update(inner.finalize());
     outer.finalize().into()
 }
 
 /// The password's MAC, bound to configuration, service and user.
-fn password_mac(key: &[u8; 32], config: &Mac, service: &str, user: &str, password: &Secret) -> Mac {
+fn password_mac(key: &MacKey, config: &Mac, service: &str, user: &str, password: &Secret) -> Mac {
     hmac(
         key,
         &[
@@ -355,7 +426,7 @@ fn password_mac(key: &[u8; 32], config: &Mac, service: &str, user: &str, passwor
 
 /// A digest of every option that decides the backend's answer: two module lines share
 /// cached checks only if they would ask the same store the same question.
-pub fn config_digest(key: &[u8; 32], opts: &Options) -> Mac {
+pub fn config_digest(key: &MacKey, opts: &Options) -> Mac {
     // Every field is named here, so a new option cannot be added without deciding whether
     // it changes the answer (and so belongs in the digest) or not.
     let Options {
@@ -544,8 +615,8 @@ mod tests {
 
     #[test]
     fn macs_depend_on_every_input_and_on_the_key() {
-        let k1 = [7u8; 32];
-        let k2 = [8u8; 32];
+        let k1 = MacKey::new(&[7u8; 32]);
+        let k2 = MacKey::new(&[8u8; 32]);
         let cfg = [0u8; 32];
         let p = Secret::new("Passw0rd");
         let base = password_mac(&k1, &cfg, "smtp", "john", &p);
@@ -561,15 +632,25 @@ mod tests {
     }
 
     #[test]
+    fn the_mac_is_hmac_sha256_of_the_length_prefixed_parts() {
+        // Python: hmac.new(bytes([1] * 32), (1).to_bytes(8, "big") + b"x" + bytes(8),
+        // hashlib.sha256).hexdigest()
+        let expected = "4a8ae56b93f71c4782b43b4f4fa0f7f158ab19887df57f68846d614738d7d158";
+        let mac = hmac(&MacKey::new(&[1u8; 32]), &[b"x", b""]);
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
+    }
+
+    #[test]
     fn length_prefixes_keep_parts_apart() {
-        let k = [1u8; 32];
+        let k = MacKey::new(&[1u8; 32]);
         assert_eq!(hmac(&k, &[b"x"]), hmac(&k, &[b"x"]));
         assert_ne!(hmac(&k, &[b"x", b""]), hmac(&k, &[b"x"]));
     }
 
     #[test]
     fn config_digest_follows_the_answer_deciding_options() {
-        let k = [3u8; 32];
+        let k = MacKey::new(&[3u8; 32]);
         let parse = |args: &[&str]| match Options::parse(args) {
             Ok(o) => o,
             Err(e) => panic!("{e}"),

@@ -10,7 +10,7 @@ use crate::throttle;
 use crate::verdict::{Phase, Verdict};
 use pamsm::PamError;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// `pam_sm_authenticate`.
 pub fn authenticate(host: &dyn Host, args: &[&str]) -> PamError {
@@ -104,15 +104,7 @@ fn check_password(host: &dyn Host, args: &[&str]) -> Result<String, PamError> {
         answer.verdict.confirms_user(),
         (&user, &mapped),
     );
-    report(
-        host,
-        &opts,
-        Phase::Auth,
-        &user,
-        &mapped,
-        &answer,
-        started.elapsed(),
-    );
+    report(host, &opts, Phase::Auth, &user, &mapped, &answer, started);
     if answer.verdict != Verdict::Accepted {
         return Err(answer.verdict.pam_code(Phase::Auth, opts.leniency));
     }
@@ -125,7 +117,7 @@ fn check_password(host: &dyn Host, args: &[&str]) -> Result<String, PamError> {
                 &format!("auth: could not set PAM_USER to the checked name ({code:?}); refused"),
             )
         })?;
-        return Ok(mapped);
+        return Ok(mapped.into_owned());
     }
     Ok(user)
 }
@@ -168,7 +160,7 @@ pub fn account(host: &dyn Host, args: &[&str]) -> PamError {
                 &user,
                 &mapped,
                 &answer,
-                started.elapsed(),
+                started,
             );
             answer.verdict.pam_code(Phase::Account, opts.leniency)
         }
@@ -265,7 +257,8 @@ fn who(opts: &Options, confirmed: bool, user: &str, mapped: &str) -> String {
     }
 }
 
-/// One syslog line per decision: what, who, from where, which backend and server, how long.
+/// One syslog line per decision: what, who, from where, which backend and server, how long
+/// (since `started`; the clock is read only for a line that is written).
 fn report(
     host: &dyn Host,
     opts: &Options,
@@ -273,7 +266,7 @@ fn report(
     user: &str,
     mapped: &str,
     answer: &Answer,
-    took: Duration,
+    started: Instant,
 ) {
     let verdict = &answer.verdict;
     // Decided before the line is written: a quiet success writes nothing.
@@ -301,7 +294,7 @@ fn report(
     if let Some(endpoint) = &answer.endpoint {
         line.push_str(&format!(" server={endpoint}"));
     }
-    line.push_str(&format!(" latency={}ms", took.as_millis()));
+    line.push_str(&format!(" latency={}ms", started.elapsed().as_millis()));
     if let Some(detail) = verdict.detail() {
         line.push_str(&format!(": {detail}"));
     }
@@ -326,7 +319,7 @@ mod tests {
     }
 
     impl Host for FakeHost {
-        fn service(&self) -> String {
+        fn service(&self) -> std::borrow::Cow<'_, str> {
             "test".into()
         }
         fn user(&self) -> Result<String, PamError> {

@@ -7,6 +7,7 @@ use crate::lock::lock_briefly;
 use crate::secret::Secret;
 use crate::trusted_file::{self, Role, Trusted};
 use crate::verdict::Leniency;
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -61,21 +62,21 @@ pub struct UserMapping {
 impl UserMapping {
     /// Order: strip the domain, then append the default domain, then lower-case, so that
     /// `strip_domain domain=example.com` moves every user into one domain.
-    pub fn apply(&self, user: &str) -> String {
-        let mut name = user.to_string();
+    /// Borrowed when nothing changes (most lines map no names).
+    pub fn apply<'a>(&self, user: &'a str) -> Cow<'a, str> {
+        let mut name = Cow::Borrowed(user);
         if self.strip_domain {
-            if let Some(at) = name.find('@') {
-                name.truncate(at);
+            if let Some(at) = user.find('@') {
+                name = Cow::Borrowed(&user[..at]);
             }
         }
         if let Some(domain) = &self.domain {
             if !name.contains('@') {
-                name.push('@');
-                name.push_str(domain);
+                name = Cow::Owned(format!("{name}@{domain}"));
             }
         }
-        if self.lowercase {
-            name = fold_case(&name);
+        if self.lowercase && name.bytes().any(|b| b.is_ascii_uppercase()) {
+            name = Cow::Owned(fold_case(&name));
         }
         name
     }

@@ -3,6 +3,7 @@
 
 use crate::secret::Secret;
 use pamsm::{LogLvl, Pam, PamError, PamLibExt};
+use std::borrow::Cow;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::ptr;
 
@@ -19,8 +20,9 @@ pub enum Level {
 }
 
 pub trait Host {
-    /// The service name (`smtp`, `webmail`, ...).
-    fn service(&self) -> String;
+    /// The service name (`smtp`, `webmail`, ...). Borrowed where the handle allows: a cache
+    /// hit asks for it every time.
+    fn service(&self) -> Cow<'_, str>;
     /// The user name, asking the application for it if it set none.
     fn user(&self) -> Result<String, PamError>;
     fn rhost(&self) -> Option<String>;
@@ -161,8 +163,15 @@ unsafe fn wipe_and_free(p: *mut c_char) {
 }
 
 impl Host for LibPam<'_> {
-    fn service(&self) -> String {
-        owned(self.0.get_service()).unwrap_or_else(|| "?".into())
+    fn service(&self) -> Cow<'_, str> {
+        match self.0.get_service() {
+            // to_str first: the lossy conversion's own check costs more, and is for the odd
+            // service name that is not UTF-8.
+            Ok(Some(name)) => name
+                .to_str()
+                .map_or_else(|_| name.to_string_lossy(), Cow::Borrowed),
+            _ => Cow::Borrowed("?"),
+        }
     }
 
     fn user(&self) -> Result<String, PamError> {
@@ -214,29 +223,21 @@ impl Host for LibPam<'_> {
             return Err(PamError::CONV_ERR);
         }
         // SAFETY: on return the application owns nothing; we copy, wipe and free its reply.
-        let answer = unsafe {
+        let typed = unsafe {
             let reply = (*responses).resp;
-            let copy = if reply.is_null() {
-                None
-            } else {
-                Some(CStr::from_ptr(reply).to_bytes().to_vec())
-            };
+            let typed = (rc == 0 && !reply.is_null()).then(|| {
+                // The modules below get exactly what was typed, whatever its encoding (libpam
+                // keeps its own copy).
+                pam_set_item(self.raw(), PAM_AUTHTOK, reply as *const c_void);
+                CStr::from_ptr(reply).to_bytes().to_vec()
+            });
             wipe_and_free(reply);
             libc::free(responses as *mut c_void);
-            copy
+            typed
         };
-        if rc != 0 {
-            return Err(PamError::CONV_ERR);
-        }
-        let bytes = zeroize::Zeroizing::new(answer.ok_or(PamError::CONV_ERR)?);
-        // The modules below get exactly what was typed, whatever its encoding.
-        if let Ok(c) = CString::new(bytes.as_slice()) {
-            // libpam copies the item; wipe our C copy after.
-            unsafe { pam_set_item(self.raw(), PAM_AUTHTOK, c.as_ptr() as *const c_void) };
-            let mut raw = c.into_bytes();
-            zeroize::Zeroize::zeroize(&mut raw);
-        }
-        password_text(bytes.to_vec()).inspect_err(|_| {
+        // One copy, which password_text turns into the Secret (or wipes).
+        let bytes = typed.ok_or(PamError::CONV_ERR)?;
+        password_text(bytes).inspect_err(|_| {
             self.log(
                 Level::Notice,
                 "auth: the password typed is not UTF-8; refused",
@@ -291,8 +292,11 @@ impl Host for LibPam<'_> {
     }
 
     fn authenticated_user(&self) -> Option<String> {
-        self.stored_name()
-            .map(|name| name.to_string_lossy().into_owned())
+        // Stored from a &str, so to_str succeeds; lossy only as a fallback.
+        self.stored_name().map(|name| match name.to_str() {
+            Ok(text) => text.to_owned(),
+            Err(_) => name.to_string_lossy().into_owned(),
+        })
     }
 
     fn log(&self, level: Level, message: &str) {

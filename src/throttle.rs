@@ -1240,7 +1240,7 @@ mod tests {
     struct LogHost(Mutex<Vec<String>>);
 
     impl Host for LogHost {
-        fn service(&self) -> String {
+        fn service(&self) -> std::borrow::Cow<'_, str> {
             "test".into()
         }
         fn user(&self) -> Result<String, pamsm::PamError> {

@@ -670,7 +670,7 @@ impl Recorder {
 }
 
 impl Host for Recorder {
-    fn service(&self) -> String {
+    fn service(&self) -> std::borrow::Cow<'_, str> {
         "smtp".into()
     }
     fn user(&self) -> Result<String, PamError> {

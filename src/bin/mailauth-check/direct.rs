@@ -7,6 +7,7 @@ use crate::terminal::{self, Echo};
 use pam_mailauth::pam::{printable, Host, Level};
 use pam_mailauth::secret::Secret;
 use pamsm::PamError;
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
@@ -57,8 +58,8 @@ impl TerminalHost {
 }
 
 impl Host for TerminalHost {
-    fn service(&self) -> String {
-        self.service.clone()
+    fn service(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.service)
     }
 
     fn user(&self) -> Result<String, PamError> {
