@@ -633,10 +633,12 @@ mod tests {
 
     #[test]
     fn the_mac_is_hmac_sha256_of_the_length_prefixed_parts() {
-        // Python: hmac.new(bytes([1] * 32), (1).to_bytes(8, "big") + b"x" + bytes(8),
+        // Python: hmac.new(bytes(range(32)), (1).to_bytes(8, "big") + b"x" + bytes(8),
         // hashlib.sha256).hexdigest()
-        let expected = "4a8ae56b93f71c4782b43b4f4fa0f7f158ab19887df57f68846d614738d7d158";
-        let mac = hmac(&MacKey::new(&[1u8; 32]), &[b"x", b""]);
+        // (A key of distinct bytes: a key byte in the wrong place changes the MAC.)
+        let expected = "ef3935ace72d8ad9982ec98f4f969d931e6e253b89a201aa5bb06542ab12c69f";
+        let key: [u8; 32] = std::array::from_fn(|i| i as u8);
+        let mac = hmac(&MacKey::new(&key), &[b"x", b""]);
         let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, expected);
     }
