@@ -44,9 +44,21 @@ unsafe fn arguments<'a>(argc: c_int, argv: *const *const c_char) -> Option<Vec<&
         if p.is_null() {
             return None;
         }
-        args.push(CStr::from_ptr(p).to_str().ok()?);
+        args.push(text(CStr::from_ptr(p))?);
     }
     Some(args)
+}
+
+/// An argument as text. Module lines are ASCII, and checking that is a few times cheaper than
+/// UTF-8 validation (every hook of every login converts the whole line).
+fn text(arg: &CStr) -> Option<&str> {
+    let bytes = arg.to_bytes();
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
+    }
 }
 
 /// Runs one hook: arguments in, PAM code out, and no panic ever escapes.
@@ -163,4 +175,27 @@ pub unsafe extern "C" fn pam_sm_chauthtok(
     _: *const *const c_char,
 ) -> c_int {
     PamError::IGNORE as c_int
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_taken_as_ascii_or_utf8_and_nothing_else() {
+        assert_eq!(
+            text(c"url=http://127.0.0.1/"),
+            Some("url=http://127.0.0.1/")
+        );
+        assert_eq!(
+            text(c"domain=bücher.example"),
+            Some("domain=bücher.example")
+        );
+        assert_eq!(text(c"user=\xe9t\xe9"), None); // Latin-1
+        assert_eq!(text(c"x=\xc3"), None); // a UTF-8 sequence cut short
+        let (one, two) = (c"quiet", c"x=\xff");
+        let argv = [one.as_ptr(), two.as_ptr()];
+        assert!(unsafe { arguments(2, argv.as_ptr()) }.is_none());
+        assert_eq!(unsafe { arguments(1, argv.as_ptr()) }, Some(vec!["quiet"]));
+    }
 }
