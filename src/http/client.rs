@@ -1315,6 +1315,14 @@ mod tests {
     /// Writes never raise SIGPIPE (MSG_NOSIGNAL), so a check by address leaves the host's
     /// mask alone; a name lookup may start a pool thread, which inherits the mask, so a check
     /// by name blocks SIGPIPE first (until the hook returns).
+    /// ureq-proto traces the bytes it writes at trace level, and a request carries a password:
+    /// every `log` call must be compiled out (Cargo.toml: `max_level_off`), whatever logger a
+    /// host process installs.
+    #[test]
+    fn no_log_record_can_carry_a_request() {
+        assert_eq!(log::STATIC_MAX_LEVEL, log::LevelFilter::Off);
+    }
+
     #[test]
     fn only_a_name_lookup_blocks_sigpipe() {
         let (url, _) = serve(|c| {
