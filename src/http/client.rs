@@ -1306,15 +1306,30 @@ mod tests {
         assert_eq!(connections.load(Ordering::SeqCst), 3);
     }
 
+    #[test]
+    fn a_request_the_server_may_have_seen_is_never_sent_twice() {
+        static REQUESTS: AtomicUsize = AtomicUsize::new(0);
+        let (url, connections) = serve(|c| {
+            if REQUESTS.fetch_add(1, Ordering::SeqCst) == 0 {
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            } else {
+                // The second request was read, then the connection closed without an answer:
+                // sending it again could count a wrong password twice.
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        assert_eq!(body(get(&url, Duration::from_secs(2))).unwrap(), b"ok");
+        assert!(get(&url, Duration::from_secs(2)).is_err());
+        assert_eq!(REQUESTS.load(Ordering::SeqCst), 2);
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
     fn sigpipe_blocked_here() -> bool {
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
         unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut set) };
         unsafe { libc::sigismember(&set, libc::SIGPIPE) == 1 }
     }
 
-    /// Writes never raise SIGPIPE (MSG_NOSIGNAL), so a check by address leaves the host's
-    /// mask alone; a name lookup may start a pool thread, which inherits the mask, so a check
-    /// by name blocks SIGPIPE first (until the hook returns).
     /// ureq-proto traces the bytes it writes at trace level, and a request carries a password:
     /// every `log` call must be compiled out (Cargo.toml: `max_level_off`), whatever logger a
     /// host process installs.
@@ -1323,6 +1338,9 @@ mod tests {
         assert_eq!(log::STATIC_MAX_LEVEL, log::LevelFilter::Off);
     }
 
+    /// Writes never raise SIGPIPE (MSG_NOSIGNAL), so a check by address leaves the host's
+    /// mask alone; a name lookup may start a pool thread, which inherits the mask, so a check
+    /// by name blocks SIGPIPE first (until the hook returns).
     #[test]
     fn only_a_name_lookup_blocks_sigpipe() {
         let (url, _) = serve(|c| {
