@@ -132,8 +132,15 @@ impl LibPam<'_> {
     }
 }
 
+/// A PAM item as text: borrowed when it is UTF-8 (checked with `to_str`, cheaper than the
+/// lossy conversion's own check, which is left for the odd item that is not).
+fn text(item: &CStr) -> Cow<'_, str> {
+    item.to_str()
+        .map_or_else(|_| item.to_string_lossy(), Cow::Borrowed)
+}
+
 fn owned(s: Result<Option<&CStr>, PamError>) -> Option<String> {
-    s.ok().flatten().map(|c| c.to_string_lossy().into_owned())
+    s.ok().flatten().map(|c| text(c).into_owned())
 }
 
 /// A password as text. Every backend speaks UTF-8 (forms, JSON, XML, MySQL), and a lossy
@@ -165,11 +172,7 @@ unsafe fn wipe_and_free(p: *mut c_char) {
 impl Host for LibPam<'_> {
     fn service(&self) -> Cow<'_, str> {
         match self.0.get_service() {
-            // to_str first: the lossy conversion's own check costs more, and is for the odd
-            // service name that is not UTF-8.
-            Ok(Some(name)) => name
-                .to_str()
-                .map_or_else(|_| name.to_string_lossy(), Cow::Borrowed),
+            Ok(Some(name)) => text(name),
             _ => Cow::Borrowed("?"),
         }
     }
@@ -292,11 +295,7 @@ impl Host for LibPam<'_> {
     }
 
     fn authenticated_user(&self) -> Option<String> {
-        // Stored from a &str, so to_str succeeds; lossy only as a fallback.
-        self.stored_name().map(|name| match name.to_str() {
-            Ok(text) => text.to_owned(),
-            Err(_) => name.to_string_lossy().into_owned(),
-        })
+        self.stored_name().map(|name| text(name).into_owned())
     }
 
     fn log(&self, level: Level, message: &str) {
