@@ -108,6 +108,22 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// Runs `check` in a forked child (inside a hook there, as a host would call it) and says
+    /// whether it held. `check` must do only what is safe after fork(): no locks, no threads.
+    fn holds_in_a_child(check: impl FnOnce() -> bool) -> bool {
+        // SAFETY: the child runs `check` and calls _exit.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0);
+        if child == 0 {
+            let _child_hook = InHook::enter();
+            let held = check();
+            unsafe { libc::_exit(if held { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+    }
+
     #[test]
     fn a_child_never_drops_or_takes_what_its_parent_made() {
         static DROPPED: AtomicUsize = AtomicUsize::new(0);
@@ -119,22 +135,13 @@ mod tests {
         }
         let hook = InHook::enter();
         let (kept, taken) = (Owned::new(Counted), Owned::new(Counted));
-        // SAFETY: the child only drops, loads an atomic and calls _exit.
-        let child = unsafe { libc::fork() };
-        assert!(child >= 0);
-        if child == 0 {
-            let _child_hook = InHook::enter();
-            let untaken = taken.take().is_none();
-            drop(kept);
-            let right = untaken && DROPPED.load(Ordering::SeqCst) == 0;
-            unsafe { libc::_exit(if right { 0 } else { 1 }) };
-        }
-        let mut status = 0;
-        unsafe { libc::waitpid(child, &mut status, 0) };
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "{status}"
-        );
+        assert!(holds_in_a_child(|| {
+            // SAFETY: the child's own copies of `taken` and `kept`, each used up once: the
+            // child exits in holds_in_a_child, so nothing drops them again.
+            let untaken = unsafe { std::ptr::read(&taken) }.take().is_none();
+            drop(unsafe { std::ptr::read(&kept) });
+            untaken && DROPPED.load(Ordering::SeqCst) == 0
+        }));
         assert!(taken.take().is_some());
         drop(kept);
         assert_eq!(DROPPED.load(Ordering::SeqCst), 2);
@@ -146,20 +153,9 @@ mod tests {
         let hook = InHook::enter();
         let parent = pid();
         assert_eq!(parent, std::process::id());
-        // SAFETY: the child only calls getpid-level code, then _exit.
-        let child = unsafe { libc::fork() };
-        assert!(child >= 0);
-        if child == 0 {
-            let _child_hook = InHook::enter();
-            let right = pid() == std::process::id() && pid() != parent;
-            unsafe { libc::_exit(if right { 0 } else { 1 }) };
-        }
-        let mut status = 0;
-        unsafe { libc::waitpid(child, &mut status, 0) };
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "{status}"
-        );
+        assert!(holds_in_a_child(
+            || pid() == std::process::id() && pid() != parent
+        ));
         assert_eq!(pid(), parent);
         drop(hook);
         assert_eq!(
