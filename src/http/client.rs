@@ -9,7 +9,7 @@
 //! cost several times the protocol work itself, on every SMTP login. What the module needs of
 //! an HTTP client is small and fixed: HTTP/1.1, one request at a time per connection, no
 //! redirects, no proxies, no cookies, verified TLS, one deadline per exchange, capped bodies.
-//! This is that: a request is written with one `sendmsg`, its answer waited for with `ppoll`
+//! This is that: a request is written with one `send`, its answer waited for with `ppoll`
 //! until the deadline and read with `recv`, all on the thread that called PAM.
 //!
 //! Only opening a connection uses the thread's async runtime (`crate::runtime`): name
@@ -348,9 +348,7 @@ impl Socket {
             Err(std::io::Error::last_os_error())
         }
     }
-}
 
-impl Socket {
     /// `TimedOut` once the deadline has passed, even if the socket has more: a server that
     /// keeps sending (records TLS reads past, interim answers) is cut off too.
     fn in_time(&self) -> std::io::Result<()> {
